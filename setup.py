@@ -1,0 +1,30 @@
+"""Packaging for daqe-tf.
+
+The base install is deliberately small (numpy + Pillow): the on-device pipeline
+runs with the ``litert`` extra and no TensorFlow. Keras models need the ``tf``
+extra (TensorFlow 2.21 + Keras 3).
+"""
+from setuptools import find_packages, setup
+
+TF = ["tensorflow>=2.21,<2.22", "keras>=3.15"]
+LITERT = ["ai-edge-litert>=2.3"]
+TRAIN = TF + ["absl-py>=2.1"]
+
+setup(
+    name="daqe-tf",
+    version="0.1.0",
+    description="Defocus-aware, quantization-guided JPEG quality enhancement for Keras 3 and LiteRT",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["daqe_tf", "daqe_tf.*", "train", "train.*", "export", "export.*"]),
+    package_data={"daqe_tf": ["weights/*.keras", "weights/*.md", "weights/*.json"]},
+    install_requires=["numpy>=1.24", "pillow>=10.0", "tqdm>=4.60"],
+    extras_require={
+        "tf": TF,
+        "litert": LITERT,
+        "train": TRAIN,
+        "test": TRAIN + LITERT + ["pytest>=7", "scikit-image>=0.22"],
+    },
+    entry_points={"console_scripts": ["daqe=daqe_tf.cli:main"]},
+)
