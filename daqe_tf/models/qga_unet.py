@@ -32,6 +32,10 @@ class QGAUNet(keras.Model):
         decoder_blocks: residual blocks per decoder level 1..L-1 (same for every exit).
         num_exits: exits; exit k (0-based) has its bottleneck at level
             L - num_exits + 1 + k, so the last exit is the deepest.
+        stem_stride: 1 = level 0 at full resolution (3x3 stem, 3x3 heads);
+            2 = no full-resolution layers at all: a 2x2 stride-2 stem (a learned
+            pixel-unshuffle) and 2x2 stride-2 transposed-conv heads. Level l
+            then runs at 1/2**(l+1); about 2x faster per pixel on a CPU.
 
     ``call({"image", "qmap"}, exit_index=None)``: image in [0, 1] (B, H, W, C),
     Q-map (B, H, W, 1 or 2) from ``daqe_tf.jpeg.qmap``. Any H, W. Returns the
@@ -46,6 +50,7 @@ class QGAUNet(keras.Model):
         encoder_blocks=(1, 1, 1, 2),
         decoder_blocks=(1, 1, 1),
         num_exits: int = 3,
+        stem_stride: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -58,17 +63,23 @@ class QGAUNet(keras.Model):
         self.image_channels = image_channels
         self.qmap_channels = 1 if image_channels == 1 else 2
         self.widths, self.encoder_blocks, self.decoder_blocks = widths, encoder_blocks, decoder_blocks
+        if stem_stride not in (1, 2):
+            raise ValueError("stem_stride must be 1 or 2")
         self.num_exits = num_exits
         self.levels = levels
+        self.stem_stride = stem_stride
 
-        self.stem = layers.Conv2D(widths[0], 3, padding="same", activation="relu", name="stem")
+        if stem_stride == 1:
+            self.stem = layers.Conv2D(widths[0], 3, padding="same", activation="relu", name="stem")
+        else:
+            self.stem = layers.Conv2D(widths[0], 2, strides=2, activation="relu", name="stem")
         self.down = [Downsample(widths[l], name=f"down{l}") for l in range(1, levels + 1)]
         self.encoder = [
             [ResidualBlock(widths[l], name=f"enc{l}_{i}") for i in range(encoder_blocks[l - 1])]
             for l in range(1, levels + 1)
         ]
         # One gate per skip level (0..L-1); the bottleneck itself is not a skip.
-        self.gates = [QuantizationGuidedAttention(widths[l], 2**l, name=f"qga{l}") for l in range(levels)]
+        self.gates = [QuantizationGuidedAttention(widths[l], stem_stride * 2**l, name=f"qga{l}") for l in range(levels)]
         self.decoders = []
         self.heads = []
         for k in range(num_exits):
@@ -78,7 +89,10 @@ class QGAUNet(keras.Model):
                 for l in range(bottom - 1, -1, -1)
             ]
             self.decoders.append(stages)
-            self.heads.append(layers.Conv2D(image_channels, 3, padding="same", name=f"exit{k}_head"))
+            if stem_stride == 1:
+                self.heads.append(layers.Conv2D(image_channels, 3, padding="same", name=f"exit{k}_head"))
+            else:
+                self.heads.append(layers.Conv2DTranspose(image_channels, 2, strides=2, name=f"exit{k}_head"))
 
     def exit_bottom(self, exit_index: int) -> int:
         """The encoder level whose features start exit ``exit_index``'s decoder."""
@@ -87,7 +101,7 @@ class QGAUNet(keras.Model):
     @property
     def stride(self) -> int:
         """Input sizes are padded internally to a multiple of this."""
-        return 2**self.levels
+        return self.stem_stride * 2**self.levels
 
     def build(self, input_shape):
         if isinstance(input_shape, dict):
@@ -149,4 +163,5 @@ class QGAUNet(keras.Model):
             "encoder_blocks": list(self.encoder_blocks),
             "decoder_blocks": list(self.decoder_blocks),
             "num_exits": self.num_exits,
+            "stem_stride": self.stem_stride,
         }

@@ -1,0 +1,68 @@
+"""Atomic, backend-neutral training checkpoints.
+
+A checkpoint is a folder: model weights (``.weights.h5``), optimizer variables
+(``optimizer.npz``, including the step counter and EMA weights) and
+``state.json`` (sampler position, best metric, elapsed time). It is written
+into a temporary folder and swapped in with renames, so a process killed at any
+moment leaves either the previous or the new checkpoint, never a torn one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+WEIGHTS = "model.weights.h5"
+OPTIMIZER = "optimizer.npz"
+STATE = "state.json"
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in (WEIGHTS, OPTIMIZER, STATE))
+
+
+def latest(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint folder in ``run_dir``, or None."""
+    run_dir = Path(run_dir)
+    for name in ("checkpoint", "checkpoint.old"):
+        if _complete(run_dir / name):
+            return run_dir / name
+    return None
+
+
+def save(run_dir, model, optimizer, state: dict) -> Path:
+    """Write a checkpoint atomically; returns its folder."""
+    run_dir = Path(run_dir)
+    tmp, final, old = run_dir / "checkpoint.tmp", run_dir / "checkpoint", run_dir / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_weights(str(tmp / WEIGHTS))
+    np.savez(tmp / OPTIMIZER, *[np.asarray(v) for v in optimizer.variables])
+    (tmp / STATE).write_text(json.dumps(state, indent=2))
+    for name in (WEIGHTS, OPTIMIZER, STATE):
+        with open(tmp / name, "rb") as f:
+            os.fsync(f.fileno())
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def restore(folder, model, optimizer) -> dict:
+    """Load a checkpoint into a built ``model`` and ``optimizer``; returns its state."""
+    folder = Path(folder)
+    model.load_weights(str(folder / WEIGHTS))
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    with np.load(folder / OPTIMIZER) as data:
+        values = [data[f"arr_{i}"] for i in range(len(data.files))]
+    if len(values) != len(optimizer.variables):
+        raise ValueError(f"checkpoint has {len(values)} optimizer variables, optimizer has {len(optimizer.variables)}")
+    for variable, value in zip(optimizer.variables, values):
+        variable.assign(value)
+    return json.loads((folder / STATE).read_text())

@@ -1,0 +1,57 @@
+"""The resolved training configuration: one dataclass, saved as JSON in the run folder."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from train.degradations import DegradationConfig
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    run_dir: str
+    train_data: str
+    val_data: str | None = None
+    data_root: str | None = None
+    family: str = "qga_unet"
+    grayscale: bool = False
+    model_config: dict = dataclasses.field(default_factory=dict)
+    steps: int = 20000
+    batch_size: int = 16
+    patch_size: int = 96
+    learning_rate: float = 2e-3
+    min_learning_rate: float = 1e-5
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    ema_momentum: float = 0.999
+    loss: str = "charbonnier"
+    exit_weights: tuple = ()
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 250
+    eval_every: int = 1000
+    eval_qualities: tuple = (10, 30)
+    eval_crop: int = 256
+    eval_images: int = 10
+    time_limit_minutes: float = 0.0
+    degradation: DegradationConfig = dataclasses.field(default_factory=DegradationConfig)
+
+    @property
+    def image_channels(self) -> int:
+        return 1 if self.grayscale else 3
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        data = dict(data)
+        data["degradation"] = DegradationConfig(**data.get("degradation", {}))
+        for key in ("exit_weights", "eval_qualities"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    def save(self, path):
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))

@@ -1,0 +1,109 @@
+"""Training data: images in memory, random crops, augmentation, on-the-fly JPEG.
+
+``PairSampler`` is a plain numpy iterator of (inputs, target) batches; the
+TensorFlow trainer wraps it in ``tf.data`` and the JAX trainer consumes it
+directly. Its position is its seed and batch counter, so a resumed run draws
+the same stream it would have drawn.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from train.degradations import DegradationConfig, degrade
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def list_images(source: str, root: str | None = None) -> list[str]:
+    """Image paths from a folder (recursive, sorted) or a text file of paths (one per line).
+
+    Relative paths in a list file are resolved against ``root`` (default: the
+    list file's folder), so a committed list can point into any data folder.
+    """
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    elif path.is_file():
+        base = Path(root) if root else path.parent
+        files = []
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                files.append(str(base / line) if not os.path.isabs(line) else line)
+    else:
+        raise FileNotFoundError(f"no image folder or list file at {source}")
+    if not files:
+        raise FileNotFoundError(f"no images found in {source}")
+    return files
+
+
+def load_images(paths: list[str], grayscale: bool, min_size: int) -> list[np.ndarray]:
+    """Decode every image once (uint8), as Y (BT.601) for grayscale or RGB; skip too-small ones."""
+    from daqe_tf.metrics import rgb_to_y
+
+    images = []
+    for p in paths:
+        with Image.open(p) as im:
+            im = im.convert("RGB")
+            arr = np.asarray(im)
+        if grayscale:
+            arr = np.clip(np.round(rgb_to_y(arr)), 0, 255).astype(np.uint8)
+        if min(arr.shape[:2]) >= min_size:
+            images.append(arr)
+    if not images:
+        raise ValueError(f"no image is at least {min_size}x{min_size}")
+    return images
+
+
+def augment(rng: np.random.Generator, patch: np.ndarray) -> np.ndarray:
+    """One of the 8 flips/rotations (dihedral group)."""
+    patch = np.rot90(patch, k=int(rng.integers(4)))
+    if rng.random() < 0.5:
+        patch = patch[:, ::-1]
+    return np.ascontiguousarray(patch)
+
+
+class PairSampler:
+    """Endless batches of (decoded JPEG, Q-map) -> clean target patches, float32 in [0, 1]."""
+
+    def __init__(self, images, patch_size: int, batch_size: int, degradation: DegradationConfig, seed: int = 0, start_batch: int = 0):
+        self.images = images
+        self.patch_size = patch_size
+        self.batch_size = batch_size
+        self.degradation = degradation
+        self.seed = seed
+        self.batch_index = start_batch
+        # Sample images in proportion to their area so large images are not under-used.
+        areas = np.array([im.shape[0] * im.shape[1] for im in images], dtype=np.float64)
+        self.weights = areas / areas.sum()
+
+    def _patch(self, rng):
+        image = self.images[rng.choice(len(self.images), p=self.weights)]
+        y = int(rng.integers(0, image.shape[0] - self.patch_size + 1))
+        x = int(rng.integers(0, image.shape[1] - self.patch_size + 1))
+        return augment(rng, image[y : y + self.patch_size, x : x + self.patch_size])
+
+    def batch(self, index: int):
+        """Batch number ``index`` (deterministic in seed and index)."""
+        rng = np.random.default_rng([self.seed, index])
+        decoded, qmaps, targets = [], [], []
+        for _ in range(self.batch_size):
+            target = self._patch(rng)
+            jpeg, qmap, _ = degrade(rng, target, self.degradation)
+            decoded.append(jpeg)
+            qmaps.append(qmap)
+            targets.append(target)
+        to_float = lambda xs: np.stack(xs).astype(np.float32).reshape(len(xs), self.patch_size, self.patch_size, -1) / 255.0  # noqa: E731
+        return {"image": to_float(decoded), "qmap": np.stack(qmaps)}, to_float(targets)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        out = self.batch(self.batch_index)
+        self.batch_index += 1
+        return out

@@ -1,0 +1,80 @@
+"""JPEG degradations described as data.
+
+A ``DegradationConfig`` says which compressions a training pair may suffer and
+how often; ``degrade`` draws one from a numpy ``Generator`` and returns the
+decoded image with its Q-map. Pure numpy + Pillow, so the same code feeds
+tf.data (TensorFlow) and plain Python loops (JAX).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from daqe_tf.jpeg.qmap import qmap_from_tables
+from daqe_tf.jpeg.simulate import compress
+from daqe_tf.jpeg.tables import STD_CHROMA_TABLE, STD_LUMA_TABLE, scale_table
+
+
+@dataclasses.dataclass
+class DegradationConfig:
+    """Probabilities and ranges of the JPEG degradations used in training.
+
+    ``quality_low_bias`` in [0, 1) squeezes the quality distribution towards
+    ``quality_min`` (QF = min + (max - min) * u ** (1 / (1 - bias))): hard
+    low-QF pairs carry most of the learnable signal.
+    """
+
+    quality_min: int = 10
+    quality_max: int = 90
+    quality_low_bias: float = 0.5
+    subsampling_probs: dict = dataclasses.field(default_factory=lambda: {"4:2:0": 0.7, "4:4:4": 0.2, "4:2:2": 0.1})
+    custom_table_prob: float = 0.1
+    double_jpeg_prob: float = 0.1
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def sample_quality(rng: np.random.Generator, cfg: DegradationConfig) -> int:
+    u = rng.random() ** (1.0 / (1.0 - cfg.quality_low_bias))
+    return int(round(cfg.quality_min + (cfg.quality_max - cfg.quality_min) * u))
+
+
+def random_custom_tables(rng: np.random.Generator, quality: int, grayscale: bool) -> list[np.ndarray]:
+    """Standard tables at ``quality`` with per-frequency log-normal jitter (camera-like tables)."""
+    tables = []
+    for base in (STD_LUMA_TABLE,) if grayscale else (STD_LUMA_TABLE, STD_CHROMA_TABLE):
+        table = scale_table(base, quality).astype(np.float64)
+        table *= np.exp(rng.normal(0.0, 0.25, size=(8, 8)))
+        tables.append(np.clip(np.round(table), 1, 255).astype(np.uint16))
+    return tables
+
+
+def degrade(rng: np.random.Generator, image: np.ndarray, cfg: DegradationConfig):
+    """Compress ``image`` (uint8 HxW or HxWx3) with a random degradation.
+
+    Returns ``(decoded uint8, qmap float32 HxWxQ, quality)``. For double JPEG the
+    image is first compressed on a grid shifted by 0..7 pixels, and the Q-map
+    describes the last compression (the one whose grid the output keeps).
+    """
+    grayscale = image.ndim == 2
+    quality = sample_quality(rng, cfg)
+    subsampling = "gray"
+    if not grayscale:
+        names = list(cfg.subsampling_probs)
+        probs = np.array([cfg.subsampling_probs[n] for n in names], dtype=np.float64)
+        subsampling = names[rng.choice(len(names), p=probs / probs.sum())]
+    if rng.random() < cfg.double_jpeg_prob:
+        dy, dx = rng.integers(0, 8, size=2)
+        first_quality = sample_quality(rng, cfg)
+        shifted = compress(np.ascontiguousarray(image[dy:, dx:]), first_quality, subsampling=subsampling if not grayscale else "4:2:0").decoded
+        image = image.copy()
+        image[dy:, dx:] = shifted
+    if rng.random() < cfg.custom_table_prob:
+        result = compress(image, tables=random_custom_tables(rng, quality, grayscale), subsampling=subsampling)
+    else:
+        result = compress(image, quality, subsampling=subsampling)
+    height, width = image.shape[:2]
+    qmap = qmap_from_tables(result.luma_table, result.chroma_table, height, width, result.subsampling)
+    return result.decoded, qmap, quality

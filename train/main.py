@@ -1,0 +1,94 @@
+"""``python -m train.main``: train a daqe_tf model on a folder (or list) of images.
+
+Example:
+    python -m train.main --train_data /data/train --val_data /data/val \
+        --run_dir runs/color --steps 20000
+
+Running the same command again resumes from the run folder's last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+
+from absl import app, flags
+
+from train.config import TrainConfig
+from train.degradations import DegradationConfig
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run_dir", None, "Run folder: config, log, checkpoints, .keras outputs.", required=True)
+flags.DEFINE_string("train_data", None, "Folder of training images, or a text file listing them.", required=True)
+flags.DEFINE_string("data_root", None, "Root for relative paths inside list files (default: the list's folder).")
+flags.DEFINE_string("val_data", None, "Folder or list of held-out images for validation (never an evaluation set).")
+flags.DEFINE_enum("family", "qga_unet", ["qga_unet"], "Model family.")
+flags.DEFINE_bool("grayscale", False, "Train a grayscale (Y) model instead of RGB.")
+flags.DEFINE_string("model_config", "{}", "JSON dict of model constructor arguments.")
+flags.DEFINE_integer("steps", 20000, "Total optimizer steps (the LR schedule spans them).")
+flags.DEFINE_integer("batch_size", 16, "Global batch size.")
+flags.DEFINE_integer("patch_size", 96, "Training patch size (multiple of 16).")
+flags.DEFINE_float("learning_rate", 2e-3, "Peak learning rate (cosine decay after warm-up).")
+flags.DEFINE_float("min_learning_rate", 1e-5, "Final learning rate.")
+flags.DEFINE_integer("warmup_steps", 200, "Linear warm-up steps.")
+flags.DEFINE_float("ema_momentum", 0.999, "EMA of weights for validation and saved models (0 = off).")
+flags.DEFINE_enum("loss", "charbonnier", ["l1", "charbonnier"], "Pixel loss.")
+flags.DEFINE_list("exit_weights", [], "Deep-supervision weight per exit (default: 0.5..1).")
+flags.DEFINE_integer("quality_min", 10, "Lowest training JPEG quality.")
+flags.DEFINE_integer("quality_max", 90, "Highest training JPEG quality.")
+flags.DEFINE_float("quality_low_bias", 0.5, "0 = uniform QF; towards 1 = mostly low QF.")
+flags.DEFINE_float("double_jpeg_prob", 0.1, "Probability of a double JPEG with a shifted grid.")
+flags.DEFINE_float("custom_table_prob", 0.1, "Probability of random (non-standard) quantization tables.")
+flags.DEFINE_integer("seed", 0, "Data seed.")
+flags.DEFINE_integer("log_every", 50, "Steps between log lines.")
+flags.DEFINE_integer("checkpoint_every", 250, "Steps between checkpoints.")
+flags.DEFINE_integer("eval_every", 1000, "Steps between validations.")
+flags.DEFINE_float("time_limit_minutes", 0, "Stop (with a checkpoint) after this long; 0 = no limit.")
+flags.DEFINE_integer("threads", 0, "CPU threads for TensorFlow ops (0 = TensorFlow's default).")
+
+
+def config_from_flags() -> TrainConfig:
+    return TrainConfig(
+        run_dir=FLAGS.run_dir,
+        train_data=FLAGS.train_data,
+        val_data=FLAGS.val_data,
+        data_root=FLAGS.data_root,
+        family=FLAGS.family,
+        grayscale=FLAGS.grayscale,
+        model_config=json.loads(FLAGS.model_config),
+        steps=FLAGS.steps,
+        batch_size=FLAGS.batch_size,
+        patch_size=FLAGS.patch_size,
+        learning_rate=FLAGS.learning_rate,
+        min_learning_rate=FLAGS.min_learning_rate,
+        warmup_steps=FLAGS.warmup_steps,
+        ema_momentum=FLAGS.ema_momentum,
+        loss=FLAGS.loss,
+        exit_weights=tuple(float(w) for w in FLAGS.exit_weights),
+        seed=FLAGS.seed,
+        log_every=FLAGS.log_every,
+        checkpoint_every=FLAGS.checkpoint_every,
+        eval_every=FLAGS.eval_every,
+        time_limit_minutes=FLAGS.time_limit_minutes,
+        degradation=DegradationConfig(
+            quality_min=FLAGS.quality_min,
+            quality_max=FLAGS.quality_max,
+            quality_low_bias=FLAGS.quality_low_bias,
+            double_jpeg_prob=FLAGS.double_jpeg_prob,
+            custom_table_prob=FLAGS.custom_table_prob,
+        ),
+    )
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    if FLAGS.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    from train.loop import Trainer
+
+    Trainer(config_from_flags()).run()
+
+
+if __name__ == "__main__":
+    app.run(main)
