@@ -110,15 +110,22 @@ def recursive_filter(values: np.ndarray, guide: np.ndarray, sigma_s: float, sigm
     much more than ``sigma_r``.
     """
     out = values.astype(np.float32, copy=True)
-    d_x = 1.0 + (sigma_s / sigma_r) * np.abs(np.diff(guide, axis=1))   # column-to-column distance
-    d_y = 1.0 + (sigma_s / sigma_r) * np.abs(np.diff(guide, axis=0))   # row-to-row distance
-    for i in range(iterations):
-        sigma_i = sigma_s * np.sqrt(3.0) * 2.0 ** (iterations - i - 1) / np.sqrt(4.0 ** iterations - 1)
-        a = np.float32(np.exp(-np.sqrt(2.0) / sigma_i))
+    sigma_first = sigma_s * np.sqrt(3.0) * 2.0 ** (iterations - 1) / np.sqrt(4.0 ** iterations - 1)
+    log_a = np.float32(-np.sqrt(2.0) / sigma_first)
+
+    def feedback(guide_step: np.ndarray) -> np.ndarray:
+        """a^d between neighbours, d = 1 + sigma_s / sigma_r * |guide step| (domain distance)."""
+        return np.exp(log_a * (1.0 + (sigma_s / sigma_r) * np.abs(guide_step)))[..., None]
+
+    across_columns = feedback(np.ascontiguousarray(np.diff(guide, axis=1).T))   # W-1 x H x 1
+    across_rows = feedback(np.diff(guide, axis=0))                              # H-1 x W x 1
+    for _ in range(iterations):
         columns = np.ascontiguousarray(out.transpose(1, 0, 2))
-        _recursive_pass(columns, np.power(a, d_x.T, dtype=np.float32)[..., None])
+        _recursive_pass(columns, across_columns)
         out = np.ascontiguousarray(columns.transpose(1, 0, 2))
-        _recursive_pass(out, np.power(a, d_y, dtype=np.float32)[..., None])
+        _recursive_pass(out, across_rows)
+        across_columns *= across_columns         # sigma_i halves each iteration, so a_i squares
+        across_rows *= across_rows
     return out
 
 
