@@ -1,0 +1,178 @@
+"""Whole-image enhancement: file -> tables + Q-map -> model per tile -> image.
+
+``enhance`` is the one call behind the Python API and the CLI. The JPEG's own
+tables drive the Q-map; pixels without a JPEG file get a blind estimate (and
+the result says so). Work happens in the stored orientation, where the block
+grid is, and EXIF orientation is applied to the result.
+"""
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from typing import Callable
+
+import numpy as np
+
+from daqe_tf.inference.tiling import Tile, enhance_tiled
+from daqe_tf.io import ImageInputError, LoadedImage, apply_orientation, load_image
+from daqe_tf.jpeg.blind import estimate_quality_from_pixels
+from daqe_tf.jpeg.qmap import qmap_from_tables
+from daqe_tf.jpeg.simulate import SUBSAMPLING_FACTORS
+from daqe_tf.jpeg.tables import estimate_quality
+
+
+@dataclasses.dataclass(frozen=True)
+class JpegEvidence:
+    """The compression the enhancer assumed, and where that knowledge came from."""
+
+    luma_table: np.ndarray
+    chroma_table: np.ndarray | None
+    subsampling: str
+    quality: int
+    source: str  # "jpeg-standard", "jpeg-custom", "blind", "blind-fallback"
+
+    def describe(self) -> str:
+        return {
+            "jpeg-standard": f"JPEG tables (standard, QF {self.quality})",
+            "jpeg-custom": f"JPEG tables (custom, nearest QF {self.quality})",
+            "blind": f"not a JPEG file: blind estimate QF {self.quality} from the pixels",
+            "blind-fallback": f"not a JPEG file and no JPEG trace found: assumed QF {self.quality}",
+        }[self.source]
+
+
+@dataclasses.dataclass(frozen=True)
+class EnhanceResult:
+    pixels: np.ndarray  # uint8, display orientation (EXIF applied)
+    evidence: JpegEvidence
+    exit_index: int
+    source: LoadedImage
+
+
+def jpeg_evidence(loaded: LoadedImage) -> JpegEvidence:
+    """The tables and subsampling to build the Q-map from."""
+    header = loaded.jpeg
+    if header is not None:
+        subsampling = header.subsampling
+        if subsampling not in SUBSAMPLING_FACTORS:
+            raise ImageInputError(f"{loaded.name or 'input'}: unsupported chroma subsampling {subsampling}")
+        quality, exact = estimate_quality(header.luma_table, header.chroma_table)
+        return JpegEvidence(header.luma_table, header.chroma_table, subsampling, quality, "jpeg-standard" if exact else "jpeg-custom")
+    blind = estimate_quality_from_pixels(loaded.pixels)
+    return JpegEvidence(
+        blind.luma_table,
+        blind.chroma_table,
+        "gray" if loaded.is_grayscale else "4:2:0",
+        blind.quality,
+        "blind" if blind.fits else "blind-fallback",
+    )
+
+
+# BT.601 full-range YCbCr, the colour space inside JPEG files.
+_TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+
+
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def compiled_forward(model, exit_index: int) -> Callable:
+    """``model(inputs, exit_index)`` compiled for the active Keras backend (cached per model).
+
+    Eager Keras calls pay Python overhead per layer; tiles mostly share one
+    shape, so a compiled function is traced a handful of times per model.
+    """
+    cache = _COMPILED.setdefault(model, {})
+    if exit_index not in cache:
+        cache[exit_index] = _compile(model, exit_index)
+    return cache[exit_index]
+
+
+def _compile(model, exit_index: int) -> Callable:
+    import keras
+
+    def forward(image, qmap):
+        return model({"image": image, "qmap": qmap}, exit_index=exit_index)
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(forward, reduce_retracing=True)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(forward)
+    return forward
+
+
+def _model_runner(model, evidence: JpegEvidence, exit_index: int, image_channels: int) -> Callable:
+    """``run(window_uint8, tile)`` for ``enhance_tiled``: Q-map for the window, then the model."""
+    chroma = evidence.chroma_table
+    subsampling = evidence.subsampling
+    if image_channels == 3 and chroma is None:
+        chroma, subsampling = evidence.luma_table, "4:4:4"  # gray content through a colour model
+    if image_channels == 1:
+        chroma, subsampling = None, "gray"
+    forward = compiled_forward(model, exit_index)
+
+    def run(window: np.ndarray, tile: Tile) -> np.ndarray:
+        h, w = window.shape[:2]
+        qmap = qmap_from_tables(evidence.luma_table, chroma, h, w, subsampling)
+        image = window.astype(np.float32).reshape(1, h, w, -1) / 255.0
+        return np.asarray(forward(image, qmap[None]))[0]
+
+    return run
+
+
+def enhance_pixels(
+    pixels: np.ndarray,
+    model,
+    evidence: JpegEvidence,
+    *,
+    exit_index: int = -1,
+    tile: int = 512,
+    overlap: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Enhance uint8 pixels (stored orientation) with ``model``; returns uint8 of the same shape.
+
+    A grayscale model on colour pixels enhances luma and keeps chroma; a colour
+    model on grayscale pixels runs on the replicated channel and returns gray.
+    """
+    channels = model.image_channels
+    if pixels.ndim == 3 and channels == 1:
+        ycc = pixels.astype(np.float64) @ _TO_YCC.T + np.array([0.0, 128.0, 128.0])
+        luma = np.clip(np.round(ycc[..., 0]), 0, 255).astype(np.uint8)
+        ycc[..., 0] = enhance_pixels(luma, model, evidence, exit_index=exit_index, tile=tile, overlap=overlap, progress=progress)
+        rgb = (ycc - np.array([0.0, 128.0, 128.0])) @ np.linalg.inv(_TO_YCC).T
+        return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    if pixels.ndim == 2 and channels == 3:
+        rgb = enhance_pixels(np.repeat(pixels[..., None], 3, axis=2), model, evidence, exit_index=exit_index, tile=tile, overlap=overlap, progress=progress)
+        return np.clip(np.round(rgb.astype(np.float64).mean(axis=2)), 0, 255).astype(np.uint8)
+    run = _model_runner(model, evidence, exit_index, channels)
+    return enhance_tiled(pixels, run, tile=tile, overlap=overlap, align=16, progress=progress)
+
+
+def enhance(
+    source,
+    model=None,
+    *,
+    exit_index: int = -1,
+    tile: int = 512,
+    overlap: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> EnhanceResult:
+    """Enhance a JPEG given as a path, bytes, PIL image or uint8 array.
+
+    ``model``: a loaded model, a ``.keras`` path, or None for the shipped
+    default matching the image (grayscale stays grayscale). ``exit_index``
+    picks speed (0) versus quality (-1, the deepest exit).
+    """
+    from daqe_tf.inference.models import load_model
+
+    loaded = load_image(source)
+    if model is None or isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        model = load_model(model, grayscale=loaded.is_grayscale)
+    evidence = jpeg_evidence(loaded)
+    exit_index = exit_index % model.num_exits
+    pixels = enhance_pixels(loaded.pixels, model, evidence, exit_index=exit_index, tile=tile, overlap=overlap, progress=progress)
+    return EnhanceResult(apply_orientation(pixels, loaded.orientation), evidence, exit_index, loaded)
