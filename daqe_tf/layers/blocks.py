@@ -20,6 +20,7 @@ class ResidualBlock(layers.Layer):
         self.conv2 = layers.Conv2D(channels, 3, padding="same", name="conv2")
 
     def build(self, input_shape):
+        input_shape = tuple(input_shape)  # JSON build configs hold lists
         self.conv1.build(input_shape)
         self.conv2.build(input_shape[:-1] + (self.channels,))
         super().build(input_shape)
@@ -74,7 +75,7 @@ class UpsampleFuse(layers.Layer):
         self.blocks = [ResidualBlock(channels, name=f"block{i}") for i in range(num_blocks)]
 
     def build(self, input_shape):
-        coarse_shape, skip_shape = input_shape
+        coarse_shape, skip_shape = (tuple(s) for s in input_shape)  # JSON build configs hold lists
         self.up.build(coarse_shape)
         self.fuse.build(skip_shape[:-1] + (self.channels + skip_shape[-1],))
         for block in self.blocks:

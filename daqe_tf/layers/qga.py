@@ -29,7 +29,7 @@ class QuantizationGuidedAttention(layers.Layer):
         self.gate = layers.Conv2D(1, 1, activation="sigmoid", name="gate")
 
     def build(self, input_shape):
-        feature_shape, qmap_shape = input_shape
+        feature_shape, qmap_shape = (tuple(s) for s in input_shape)  # JSON build configs hold lists
         self.project.build(feature_shape[:-1] + (qmap_shape[-1],))
         self.hidden.build(feature_shape)
         self.gate.build(feature_shape[:-1] + (max(self.channels // 2, 4),))
