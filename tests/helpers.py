@@ -1,0 +1,30 @@
+"""Small images and models made by the tests themselves (no external data)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def natural_image(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """A smooth random field with a few hard edges: JPEG-like content in uint8."""
+    rng = np.random.default_rng(seed)
+    field = np.cumsum(np.cumsum(rng.normal(size=(height, width, channels)), axis=0), axis=1)
+    field -= field.min(axis=(0, 1))
+    field /= np.maximum(field.max(axis=(0, 1)), 1e-9)
+    image = 40 + 170 * field
+    for _ in range(4):
+        y, x = rng.integers(0, height), rng.integers(0, width)
+        image[y : y + height // 4, x : x + width // 4] += rng.uniform(-60, 60, size=channels)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    return image[..., 0] if channels == 1 else image
+
+
+TINY_MODEL_CONFIG = {"widths": [8, 8, 8, 8], "encoder_blocks": [1, 1, 1], "decoder_blocks": [1, 1], "stem_stride": 2}
+
+
+def tiny_model(image_channels: int = 3, seed: int = 0):
+    import keras
+
+    from daqe_tf.models import build_model
+
+    keras.utils.set_random_seed(seed)
+    return build_model("qga_unet", image_channels, **TINY_MODEL_CONFIG)
