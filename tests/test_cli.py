@@ -1,0 +1,95 @@
+"""The daqe command: batches, bad inputs, never overwriting, info."""
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from daqe_tf.cli import main
+from tests.helpers import natural_image, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    tiny_model(3).save(path)
+    return str(path)
+
+
+def _write_jpeg(path, image, quality=20, **options):
+    Image.fromarray(image).save(path, "JPEG", quality=quality, **options)
+    return path
+
+
+def test_batch_with_bad_files_continues_and_fails_status(tmp_path, model_file, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    good = _write_jpeg(inputs / "good.jpg", natural_image(40, 56))
+    (inputs / "corrupt.jpg").write_bytes(good.read_bytes()[:300])
+    (inputs / "notes.png").write_text("not an image")
+    Image.fromarray(natural_image(20, 20)).convert("CMYK").save(inputs / "cmyk.jpg")
+    Image.new("RGBA", (32, 32)).save(inputs / "alpha.png")
+    Image.new("RGB", (1, 1)).save(inputs / "tiny.jpg")
+    out = tmp_path / "out"
+    status = main(["enhance", str(inputs), "-o", str(out), "--model", model_file, "-q"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert (out / "good.png").is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]
+    for name in ("corrupt.jpg", "notes.png", "cmyk.jpg", "alpha.png", "tiny.jpg"):
+        lines = [line for line in err.splitlines() if name in line]
+        assert len(lines) == 1 and lines[0].startswith("daqe: error:"), (name, err)
+
+
+def test_single_file_output_and_never_overwrite(tmp_path, model_file):
+    src = _write_jpeg(tmp_path / "a.jpg", natural_image(32, 32))
+    before = src.read_bytes()
+    assert main(["enhance", str(src), "-o", str(tmp_path / "a_out.png"), "--model", model_file, "-q"]) == 0
+    assert Image.open(tmp_path / "a_out.png").size == (32, 32)
+    # Output named like the input: refused, input intact.
+    assert main(["enhance", str(src), "-o", str(src), "--model", model_file, "-q"]) == 1
+    assert main(["enhance", str(src), "-o", str(src), "--model", model_file, "-q", "--overwrite"]) == 1
+    assert src.read_bytes() == before
+    # Existing output kept unless --overwrite.
+    stamp = (tmp_path / "a_out.png").read_bytes()
+    assert main(["enhance", str(src), "-o", str(tmp_path / "a_out.png"), "--model", model_file, "-q"]) == 1
+    assert (tmp_path / "a_out.png").read_bytes() == stamp
+    assert main(["enhance", str(src), "-o", str(tmp_path / "a_out.png"), "--model", model_file, "-q", "--overwrite"]) == 0
+
+
+def test_same_stems_get_unique_outputs(tmp_path, model_file):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    a = _write_jpeg(tmp_path / "x" / "photo.jpg", natural_image(32, 32, seed=1))
+    b = _write_jpeg(tmp_path / "y" / "photo.jpg", natural_image(32, 32, seed=2))
+    out = tmp_path / "out"
+    assert main(["enhance", str(a), str(b), "-o", str(out), "--model", model_file, "-q", "--format", "jpg"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["photo.jpg", "photo_2.jpg"]
+
+
+def test_missing_model_file_is_one_clear_error(tmp_path, capsys):
+    src = _write_jpeg(tmp_path / "a.jpg", natural_image(32, 32))
+    assert main(["enhance", str(src), "-o", str(tmp_path / "o.png"), "--model", str(tmp_path / "nope.keras")]) == 1
+    assert "model file not found" in capsys.readouterr().err
+    (tmp_path / "junk.keras").write_bytes(b"garbage")
+    assert main(["enhance", str(src), "-o", str(tmp_path / "o.png"), "--model", str(tmp_path / "junk.keras")]) == 1
+    assert "not a loadable .keras model" in capsys.readouterr().err
+
+
+def test_bad_tile_is_a_usage_error(tmp_path, model_file):
+    assert main(["enhance", "x.jpg", "-o", str(tmp_path), "--tile", "100"]) == 2
+
+
+def test_info_prints_tables_subsampling_and_quality(tmp_path, capsys):
+    src = _write_jpeg(tmp_path / "a.jpg", natural_image(32, 32), quality=42, subsampling=1)
+    gray = _write_jpeg(tmp_path / "g.jpg", natural_image(32, 32, 1), quality=90, progressive=True)
+    assert main(["info", str(src), str(gray), "--json"]) == 0
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert (first["estimated_quality"], first["subsampling"], first["standard_tables"]) == (42, "4:2:2", True)
+    assert (second["subsampling"], second["progressive"], second["components"]) == ("gray", True, 1)
+    assert main(["info", str(src)]) == 0
+    text = capsys.readouterr().out
+    assert "estimated quality: 42" in text and "table 1 (8-bit" in text
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff")
+    assert main(["info", str(tmp_path / "bad.jpg")]) == 1
