@@ -1,0 +1,94 @@
+"""The trainer: data pipeline, a few steps, artefacts, resume from checkpoint."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import TINY_MODEL_CONFIG, natural_image
+from train.config import TrainConfig
+from train.data import PairSampler, list_images, load_images
+from train.degradations import DegradationConfig, degrade
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    for i in range(3):
+        Image.fromarray(natural_image(72, 88, seed=i)).save(folder / f"img{i}.png")
+    return folder
+
+
+def test_list_file_resolves_against_root(tmp_path, image_folder):
+    listing = tmp_path / "list.txt"
+    listing.write_text("# comment\nimg0.png\nimg2.png\n")
+    assert list_images(str(listing), root=str(image_folder)) == [str(image_folder / "img0.png"), str(image_folder / "img2.png")]
+    with pytest.raises(FileNotFoundError):
+        list_images(str(tmp_path / "missing"))
+
+
+def test_degrade_covers_configured_range_and_kinds():
+    rng = np.random.default_rng(0)
+    image = natural_image(48, 48)
+    cfg = DegradationConfig(quality_min=10, quality_max=90, double_jpeg_prob=0.5, custom_table_prob=0.5)
+    qualities = []
+    for _ in range(60):
+        decoded, qmap, quality = degrade(rng, image, cfg)
+        assert decoded.shape == image.shape and qmap.shape == (48, 48, 2)
+        qualities.append(quality)
+    assert min(qualities) >= 10 and max(qualities) <= 90
+    assert np.median(qualities) < 50  # biased towards hard, low qualities
+    decoded, qmap, _ = degrade(rng, image[..., 0].copy(), cfg)
+    assert decoded.ndim == 2 and qmap.shape == (48, 48, 1)
+
+
+def test_sampler_is_deterministic_per_batch_index(image_folder):
+    images = load_images(list_images(str(image_folder)), grayscale=False, min_size=32)
+    a = PairSampler(images, 32, 2, DegradationConfig(), seed=3)
+    b = PairSampler(images, 32, 2, DegradationConfig(), seed=3, start_batch=5)
+    for _ in range(5):
+        next(a)
+    (inputs_a, target_a), (inputs_b, target_b) = next(a), next(b)
+    np.testing.assert_array_equal(target_a, target_b)
+    np.testing.assert_array_equal(inputs_a["qmap"], inputs_b["qmap"])
+    assert inputs_a["image"].shape == (2, 32, 32, 3) and inputs_a["image"].dtype == np.float32
+    assert 0 <= target_a.min() and target_a.max() <= 1
+
+
+def _config(run_dir, image_folder, steps, grayscale=False):
+    return TrainConfig(
+        run_dir=str(run_dir), train_data=str(image_folder), val_data=str(image_folder), grayscale=grayscale,
+        model_config=TINY_MODEL_CONFIG, steps=steps, batch_size=2, patch_size=32, warmup_steps=1,
+        log_every=2, checkpoint_every=2, eval_every=2, eval_crop=64, eval_images=1, eval_qualities=(10,),
+    )
+
+
+def test_train_writes_artefacts_and_resumes(tmp_path, image_folder):
+    import keras
+
+    from train.loop import Trainer
+
+    run_dir = tmp_path / "run"
+    Trainer(_config(run_dir, image_folder, steps=4)).run()
+    for name in ("config.json", "log.jsonl", "final.keras", "best.keras", "checkpoint/state.json"):
+        assert (run_dir / name).is_file(), name
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [2, 4]
+    assert any(r["kind"] == "val" and "q10_exit2" in r["gains"] for r in records)
+    model = keras.models.load_model(run_dir / "final.keras", safe_mode=True)
+    assert type(model).__name__ == "QGAUNet"
+
+    # Same run folder, more steps: continues from step 4, sampler position restored.
+    resumed = Trainer(_config(run_dir, image_folder, steps=6))
+    assert resumed.step == 4 and resumed.state["batch_index"] == 4
+    resumed.run()
+    assert resumed.step == 6
+    assert json.loads((run_dir / "checkpoint" / "state.json").read_text())["batch_index"] == 6
+
+
+def test_grayscale_training_step(tmp_path, image_folder):
+    from train.loop import Trainer
+
+    trainer = Trainer(_config(tmp_path / "gray", image_folder, steps=2, grayscale=True))
+    trainer.run()
+    assert trainer.model.image_channels == 1 and trainer.step == 2
