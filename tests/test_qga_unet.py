@@ -110,3 +110,17 @@ def test_invalid_config_raises(overrides):
 def test_build_model_unknown_family():
     with pytest.raises(ValueError, match=r"unknown model family 'unet9'.*qga_unet"):
         build_model("unet9", 3)
+
+
+def test_exit_index_out_of_range_and_bad_channels_raise():
+    import pytest as _pytest
+
+    from daqe_tf.models import QGAUNet
+
+    with _pytest.raises(ValueError):
+        QGAUNet(image_channels=2)
+    model = QGAUNet(3, widths=(4, 4, 4), encoder_blocks=(1, 1), decoder_blocks=(1,), num_exits=2)
+    inputs = {"image": np.zeros((1, 16, 16, 3), "float32"), "qmap": np.zeros((1, 16, 16, 2), "float32")}
+    with _pytest.raises(ValueError):
+        model(inputs, exit_index=2)
+    assert model(inputs, exit_index=-2).shape == (1, 16, 16, 3)

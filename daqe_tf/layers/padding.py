@@ -3,7 +3,8 @@
 Padding goes at the bottom and right only, so the JPEG 8x8 block grid (which
 starts at the top-left pixel) stays aligned. The amounts depend on the input
 size, so a reshape restores the static channel count that ``ops.pad`` loses
-(otherwise the next convolution becomes a Flex op in TFLite).
+(otherwise the next convolution becomes a Flex op in TFLite). Symmetric
+padding mirrors at most the whole side, so sides must be >= multiple / 2.
 """
 from __future__ import annotations
 

@@ -38,7 +38,8 @@ class QGAUNet(keras.Model):
             then runs at 1/2**(l+1); about 2x faster per pixel on a CPU.
 
     ``call({"image", "qmap"}, exit_index=None)``: image in [0, 1] (B, H, W, C),
-    Q-map (B, H, W, 1 or 2) from ``daqe_tf.jpeg.qmap``. Any H, W. Returns the
+    Q-map (B, H, W, 1 or 2) from ``daqe_tf.jpeg.qmap``. Any H, W of at least
+    ``stride / 2`` (8 px for stride 16: symmetric padding reaches stride). Returns the
     list of all exits' outputs, or one exit's output when ``exit_index`` is given
     (only that exit's layers run).
     """
@@ -60,6 +61,8 @@ class QGAUNet(keras.Model):
             raise ValueError("need len(encoder_blocks) == len(widths) - 1 == len(decoder_blocks) + 1")
         if not 1 <= num_exits <= levels:
             raise ValueError(f"num_exits must be in 1..{levels}")
+        if image_channels not in (1, 3):
+            raise ValueError(f"image_channels must be 1 (grayscale) or 3 (RGB), got {image_channels}")
         self.image_channels = image_channels
         self.qmap_channels = 1 if image_channels == 1 else 2
         self.widths, self.encoder_blocks, self.decoder_blocks = widths, encoder_blocks, decoder_blocks
@@ -70,9 +73,9 @@ class QGAUNet(keras.Model):
         self.stem_stride = stem_stride
 
         if stem_stride == 1:
-            self.stem = layers.Conv2D(widths[0], 3, padding="same", activation="relu", name="stem")
+            self.stem = layers.Conv2D(widths[0], 3, padding="same", name="stem")
         else:
-            self.stem = layers.Conv2D(widths[0], 2, strides=2, activation="relu", name="stem")
+            self.stem = layers.Conv2D(widths[0], 2, strides=2, name="stem")
         self.down = [Downsample(widths[l], name=f"down{l}") for l in range(1, levels + 1)]
         self.encoder = [
             [ResidualBlock(widths[l], name=f"enc{l}_{i}") for i in range(encoder_blocks[l - 1])]
@@ -136,6 +139,8 @@ class QGAUNet(keras.Model):
         image_p = pad_to_multiple(image, self.stride)
         qmap_p = pad_to_multiple(qmap, self.stride)
 
+        if exit_index is not None and not -self.num_exits <= exit_index < self.num_exits:
+            raise ValueError(f"exit_index {exit_index} out of range for {self.num_exits} exits")
         deepest = self.num_exits - 1 if exit_index is None else exit_index % self.num_exits
         features = [self.stem(ops.concatenate([image_p, qmap_p], axis=-1))]
         for l in range(1, self.exit_bottom(deepest) + 1):
