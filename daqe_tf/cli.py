@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
 EXIT_NAMES = {"fast": 0, "balanced": 1, "best": -1}
 
@@ -31,7 +30,12 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], bool]:
         path = Path(item)
         if path.is_dir():
             many = True
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            from daqe_tf.io import list_image_files
+
+            try:
+                files.extend(list_image_files(path))
+            except FileNotFoundError:
+                pass  # an empty folder adds nothing; "no input images" is reported once below
         else:
             files.append(path)  # missing files are reported per file, later
     return files, many

@@ -7,7 +7,6 @@ original. Per-image metrics are averaged over the folder.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -15,22 +14,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from daqe_tf.io import list_image_files
+from daqe_tf.jpeg.simulate import compress
 from daqe_tf.metrics import Metrics, evaluate_pair, rgb_to_y_uint8
 
 EnhanceFn = Callable[[np.ndarray, bytes], np.ndarray]
 """``enhance_fn(decoded_uint8, jpeg_bytes) -> uint8 image of the same shape``."""
-
-IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
-
-
-def _pillow_jpeg(image: np.ndarray, quality: int) -> tuple[np.ndarray, bytes]:
-    source = Image.fromarray(image)
-    buf = io.BytesIO()
-    source.save(buf, "JPEG", quality=quality)
-    data = buf.getvalue()
-    with Image.open(io.BytesIO(data)) as decoded:
-        return np.asarray(decoded.convert(source.mode)), data
-
 
 def load_image(path: str | Path, grayscale: bool | None = None) -> np.ndarray:
     """uint8 HxW (grayscale) or HxWx3 image.
@@ -44,16 +33,6 @@ def load_image(path: str | Path, grayscale: bool | None = None) -> np.ndarray:
             return np.asarray(img)
         rgb = np.asarray(img.convert("RGB"))
     return rgb_to_y_uint8(rgb) if grayscale else rgb
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no such folder: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"no images in {folder}")
-    return files
 
 
 def _mean(results: list[Metrics]) -> Metrics:
@@ -79,13 +58,14 @@ def evaluate_folder(
     ``grayscale`` are as in :func:`daqe_tf.metrics.evaluate_pair` and :func:`load_image`.
     """
     qualities = list(qualities)
-    files = list_images(folder)
+    files = list_image_files(folder)
     per_quality: dict[int, list[Metrics]] = {q: [] for q in qualities}
     with tqdm(total=len(files) * len(qualities), desc=Path(folder).name, disable=not progress) as bar:
         for path in files:
             reference = load_image(path, grayscale)
             for quality in qualities:
-                decoded, jpeg_bytes = _pillow_jpeg(reference, quality)
+                jpeg = compress(reference, quality)  # Pillow's tables for QF, 4:2:0
+                decoded, jpeg_bytes = jpeg.decoded, jpeg.data
                 output = decoded
                 if enhance_fn is not None:
                     output = np.asarray(enhance_fn(decoded, jpeg_bytes))

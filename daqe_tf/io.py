@@ -27,9 +27,11 @@ from daqe_tf.jpeg.reader import Component, JpegFormatError, JpegHeader, parse_jp
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
     "ImageInputError",
     "LoadedImage",
     "apply_orientation",
+    "list_image_files",
     "load_image",
     "reset_exif_orientation",
     "save_image",
@@ -45,6 +47,30 @@ _ACCEPTED_MODES = frozenset({"1", "L", "P", "RGB"})
 _truncation_lock = threading.Lock()
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".webp"})
+
+
+def list_image_files(source: str | os.PathLike, root: str | os.PathLike | None = None, recursive: bool = False) -> list[Path]:
+    """Image files of a folder (sorted), or the paths listed in a text file (one per line, # comments).
+
+    Relative paths in a list file are resolved against ``root`` (default: the
+    list file's folder), so a committed list can point into any data folder.
+    """
+    path = Path(source)
+    if path.is_dir():
+        found = path.rglob("*") if recursive else path.iterdir()
+        files = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    elif path.is_file():
+        base = Path(root) if root else path.parent
+        lines = (line.strip() for line in path.read_text().splitlines())
+        files = [base / line for line in lines if line and not line.startswith("#")]
+    else:
+        raise FileNotFoundError(f"no image folder or list file at {source}")
+    if not files:
+        raise FileNotFoundError(f"no images found in {source}")
+    return files
 
 
 class ImageInputError(ValueError):

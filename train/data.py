@@ -7,43 +7,21 @@ the same stream it would have drawn.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 
+from daqe_tf.io import list_image_files
 from train.degradations import DegradationConfig, degrade
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def list_images(source: str, root: str | None = None) -> list[str]:
-    """Image paths from a folder (recursive, sorted) or a text file of paths (one per line).
-
-    Relative paths in a list file are resolved against ``root`` (default: the
-    list file's folder), so a committed list can point into any data folder.
-    """
-    path = Path(source)
-    if path.is_dir():
-        files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    elif path.is_file():
-        base = Path(root) if root else path.parent
-        files = []
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                files.append(str(base / line) if not os.path.isabs(line) else line)
-    else:
-        raise FileNotFoundError(f"no image folder or list file at {source}")
-    if not files:
-        raise FileNotFoundError(f"no images found in {source}")
-    return files
+    """Training images: a folder (recursive) or a list file (see ``daqe_tf.io.list_image_files``)."""
+    return [str(p) for p in list_image_files(source, root, recursive=True)]
 
 
 def load_images(paths: list[str], grayscale: bool, min_size: int) -> list[np.ndarray]:
     """Decode every image once (uint8), as Y (BT.601) for grayscale or RGB; skip too-small ones."""
-    from daqe_tf.metrics import rgb_to_y
+    from daqe_tf.metrics import rgb_to_y_uint8
 
     images = []
     for p in paths:
@@ -51,7 +29,7 @@ def load_images(paths: list[str], grayscale: bool, min_size: int) -> list[np.nda
             im = im.convert("RGB")
             arr = np.asarray(im)
         if grayscale:
-            arr = np.clip(np.round(rgb_to_y(arr)), 0, 255).astype(np.uint8)
+            arr = rgb_to_y_uint8(arr)  # the evaluation protocol's Y
         if min(arr.shape[:2]) >= min_size:
             images.append(arr)
     if not images:
