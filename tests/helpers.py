@@ -27,4 +27,9 @@ def tiny_model(image_channels: int = 3, seed: int = 0):
     from daqe_tf.models import build_model
 
     keras.utils.set_random_seed(seed)
-    return build_model("qga_unet", image_channels, **TINY_MODEL_CONFIG)
+    model = build_model("qga_unet", image_channels, **TINY_MODEL_CONFIG)
+    # Heads start at zero (identity model); give them weights so exits differ.
+    rng = np.random.default_rng(seed)
+    for head in model.heads:
+        head.kernel.assign(rng.normal(0, 0.05, head.kernel.shape).astype("float32"))
+    return model

@@ -24,8 +24,8 @@ class TrainConfig:
     min_learning_rate: float = 1e-5
     warmup_steps: int = 200
     weight_decay: float = 0.0
-    ema_momentum: float = 0.999
-    loss: str = "charbonnier"
+    ema_momentum: float = 0.995
+    loss: str = "l2"
     exit_weights: tuple = ()
     seed: int = 0
     log_every: int = 50

@@ -93,9 +93,11 @@ class QGAUNet(keras.Model):
             ]
             self.decoders.append(stages)
             if stem_stride == 1:
-                self.heads.append(layers.Conv2D(image_channels, 3, padding="same", name=f"exit{k}_head"))
+                head = layers.Conv2D(image_channels, 3, padding="same", kernel_initializer="zeros", name=f"exit{k}_head")
             else:
-                self.heads.append(layers.Conv2DTranspose(image_channels, 2, strides=2, name=f"exit{k}_head"))
+                head = layers.Conv2DTranspose(image_channels, 2, strides=2, kernel_initializer="zeros", name=f"exit{k}_head")
+            # Zero residual at start: every exit begins as the identity (the JPEG itself).
+            self.heads.append(head)
 
     def exit_bottom(self, exit_index: int) -> int:
         """The encoder level whose features start exit ``exit_index``'s decoder."""
