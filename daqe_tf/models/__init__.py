@@ -1,7 +1,8 @@
 """Model families and a factory that builds one from a plain config dict."""
+from daqe_tf.models.daqe import DAQENet
 from daqe_tf.models.qga_unet import QGAUNet
 
-MODEL_FAMILIES = {"qga_unet": QGAUNet}
+MODEL_FAMILIES = {"qga_unet": QGAUNet, "daqe": DAQENet}
 
 
 def build_model(family: str, image_channels: int, **config):
@@ -14,4 +15,4 @@ def build_model(family: str, image_channels: int, **config):
     return model
 
 
-__all__ = ["QGAUNet", "MODEL_FAMILIES", "build_model"]
+__all__ = ["DAQENet", "QGAUNet", "MODEL_FAMILIES", "build_model"]

@@ -1,0 +1,23 @@
+"""DAQE: defocus-aware dynamic enhancement (defocus head, clusters, progressive branches)."""
+from daqe_tf.models.daqe.branches import DAQEBranch
+from daqe_tf.models.daqe.clusters import (
+    assign_clusters,
+    assign_clusters_tensor,
+    fit_thresholds,
+    patch_defocus_from_map,
+    patch_defocus_from_map_tensor,
+)
+from daqe_tf.models.daqe.defocus_head import DefocusHead, defocus_cell_targets
+from daqe_tf.models.daqe.model import DAQENet
+
+__all__ = [
+    "DAQEBranch",
+    "DAQENet",
+    "DefocusHead",
+    "assign_clusters",
+    "assign_clusters_tensor",
+    "defocus_cell_targets",
+    "fit_thresholds",
+    "patch_defocus_from_map",
+    "patch_defocus_from_map_tensor",
+]

@@ -1,0 +1,207 @@
+"""DAQENet: defocus-aware dynamic enhancement (after DAQE, TPAMI 2023).
+
+Defocused regions lost little detail to JPEG, so they need little compute. N progressive
+branches run from coarse to fine; branch m is the exit of defocus cluster m, so a blurred
+patch stops after the cheap coarse branch and a sharp one runs them all. Per-cluster texture
+modules sit between each branch and its exit head, off the context path, so the all-exit
+training call shares every branch and each cluster's parameters shape only its own exit.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from daqe_tf.layers.blocks import ResidualBlock
+from daqe_tf.layers.cluster_attention import ClusterAttention
+from daqe_tf.layers.padding import crop_to, pad_to_multiple
+from daqe_tf.models.daqe.branches import DAQEBranch
+from daqe_tf.models.daqe.clusters import assign_clusters_tensor, patch_defocus_from_map_tensor, validate_thresholds
+from daqe_tf.models.daqe.defocus_head import DefocusHead
+
+TEXTURES = ("cnn", "transformer")
+MAX_SIGMA = 8.0  # px, the classical estimator's default cap
+
+
+def default_thresholds(num_clusters: int) -> list[float]:
+    """Evenly spaced log1p(sigma) over [0, log1p(MAX_SIGMA)]: placeholders until ``fit_thresholds``."""
+    return [float(t) for t in np.linspace(0.0, np.log1p(MAX_SIGMA), num_clusters + 1)[1:-1]]
+
+
+@keras.saving.register_keras_serializable(package="daqe_tf")
+class DAQENet(keras.Model):
+    """Defocus-clustered early-exit enhancer: branch m = exit m = cluster m (0 = most defocused).
+
+    Args:
+        image_channels: 1 (grayscale) or 3 (RGB).
+        num_clusters: N, the number of clusters, branches and exits.
+        widths: N + 1 channel counts by level; level l runs at 1/(stem_stride * 2**l). Branch m
+            works at level N-1-m (so branch 0 is the coarsest) with its bottleneck at level N-m.
+        encoder_blocks, bottleneck_blocks, decoder_blocks: residual blocks per branch (N each).
+        texture: per-cluster texture module before each exit head. "cnn": a residual block
+            per cluster. "transformer": ``ClusterAttention`` per cluster over the batch's
+            patches (queries per defocus cell, one key/value per patch).
+        stem_stride: 1 or 2; the finest branch runs at 1/stem_stride.
+        key_dim: query/key width of the "transformer" texture.
+        patch_size: side of the patches that are clustered (a multiple of ``stride`` and of
+            the defocus cell size).
+        thresholds: N - 1 ascending log1p(sigma) patch-defocus thresholds (``fit_thresholds``).
+        defocus_widths, defocus_blocks: ``DefocusHead`` levels.
+
+    ``call({"image", "qmap"}, cluster=None)``: image in [0, 1] (B, H, W, C), Q-map (B, H, W, 1
+    or 2). Returns the list of all N exits (exit m with cluster m's texture module), or only
+    exit ``cluster`` (branches 0..cluster run). Any H, W of at least ``stride / 2``; padded inside.
+    Routing: ``cluster_map`` (or ``defocus`` + ``clusters.assign_clusters``).
+    """
+
+    def __init__(
+        self,
+        image_channels: int = 3,
+        num_clusters: int = 3,
+        widths=(32, 48, 96, 128),
+        encoder_blocks=(1, 1, 1),
+        bottleneck_blocks=(2, 2, 2),
+        decoder_blocks=(1, 0, 0),
+        texture: str = "cnn",
+        stem_stride: int = 2,
+        key_dim: int = 16,
+        patch_size: int = 64,
+        thresholds=None,
+        defocus_widths=(16, 24, 32, 48),
+        defocus_blocks=(1, 1, 1, 1),
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        n = num_clusters
+        widths, encoder_blocks = tuple(widths), tuple(encoder_blocks)
+        bottleneck_blocks, decoder_blocks = tuple(bottleneck_blocks), tuple(decoder_blocks)
+        if n < 1 or len(widths) != n + 1:
+            raise ValueError("need num_clusters >= 1 and len(widths) == num_clusters + 1")
+        if not len(encoder_blocks) == len(bottleneck_blocks) == len(decoder_blocks) == n:
+            raise ValueError("need one encoder/bottleneck/decoder block count per branch (num_clusters each)")
+        if image_channels not in (1, 3):
+            raise ValueError(f"image_channels must be 1 (grayscale) or 3 (RGB), got {image_channels}")
+        if texture not in TEXTURES:
+            raise ValueError(f"texture must be one of {TEXTURES}, got {texture!r}")
+        if stem_stride not in (1, 2):
+            raise ValueError("stem_stride must be 1 or 2")
+        self.image_channels = image_channels
+        self.qmap_channels = 1 if image_channels == 1 else 2
+        self.num_clusters = n
+        self.widths, self.encoder_blocks = widths, encoder_blocks
+        self.bottleneck_blocks, self.decoder_blocks = bottleneck_blocks, decoder_blocks
+        self.texture, self.stem_stride, self.key_dim, self.patch_size = texture, stem_stride, key_dim, patch_size
+        self.defocus_widths, self.defocus_blocks = tuple(defocus_widths), tuple(defocus_blocks)
+        self.thresholds = default_thresholds(n) if thresholds is None else thresholds
+
+        self.defocus_head = DefocusHead(self.defocus_widths, self.defocus_blocks, name="defocus_head")
+        cell = self.defocus_head.cell_size
+        if patch_size % self.stride or patch_size % cell:
+            raise ValueError(f"patch_size {patch_size} must be a multiple of stride {self.stride} and cell size {cell}")
+        if texture == "transformer" and cell % self.branch_scale(0):
+            raise ValueError(f"the defocus cell ({cell} px) must be a multiple of branch 0's scale {self.branch_scale(0)}")
+
+        self.branches, self.textures, self.heads = [], [], []
+        for m in range(n):
+            scale, width = self.branch_scale(m), widths[n - 1 - m]
+            self.branches.append(
+                DAQEBranch(
+                    width, widths[n - m], scale, takes_context=m > 0, encoder_blocks=encoder_blocks[m],
+                    bottleneck_blocks=bottleneck_blocks[m], decoder_blocks=decoder_blocks[m], name=f"branch{m}",
+                )
+            )
+            if texture == "cnn":
+                self.textures.append(ResidualBlock(width, name=f"texture{m}"))
+            else:
+                self.textures.append(
+                    ClusterAttention(width, key_dim, cell // scale, patch_size // scale, name=f"texture{m}")
+                )
+            self.heads.append(layers.Conv2DTranspose(image_channels, scale, strides=scale, name=f"exit{m}_head"))
+
+    def branch_scale(self, branch: int) -> int:
+        """Input pixels per pixel side of ``branch``."""
+        return self.stem_stride * 2 ** (self.num_clusters - 1 - branch)
+
+    @property
+    def stride(self) -> int:
+        """Input sizes are padded internally to a multiple of this (branch 0's bottleneck)."""
+        return 2 * self.branch_scale(0)
+
+    @property
+    def thresholds(self) -> list[float]:
+        """Ascending patch-defocus thresholds (log1p sigma) between clusters; stored in the config."""
+        return list(self._thresholds)
+
+    @thresholds.setter
+    def thresholds(self, values):
+        values = validate_thresholds(values)
+        if values.size != self.num_clusters - 1:
+            raise ValueError(f"need {self.num_clusters - 1} thresholds for {self.num_clusters} clusters")
+        self._thresholds = tuple(float(v) for v in values)
+
+    def build(self, input_shape):
+        if isinstance(input_shape, dict):
+            image_shape, qmap_shape = input_shape["image"], input_shape["qmap"]
+        else:
+            image_shape, qmap_shape = input_shape
+        batch = image_shape[0]
+        image_shape = (batch, None, None, self.image_channels)
+        qmap_shape = (batch, None, None, self.qmap_channels)
+        self.defocus_head.build([image_shape, qmap_shape])
+        for m, (branch, texture, head) in enumerate(zip(self.branches, self.textures, self.heads)):
+            context = [(batch, None, None, self.branches[m - 1].width)] if m > 0 else []
+            branch.build([image_shape, qmap_shape, *context])
+            features = (batch, None, None, branch.width)
+            texture.build(features)
+            head.build(features)
+        self.built = True
+
+    def _split(self, inputs):
+        if isinstance(inputs, dict):
+            return inputs["image"], inputs["qmap"]
+        return inputs[0], inputs[1]
+
+    def call(self, inputs, cluster=None):
+        image, qmap = self._split(inputs)
+        if cluster is not None and not -self.num_clusters <= cluster < self.num_clusters:
+            raise ValueError(f"cluster {cluster} out of range for {self.num_clusters} clusters")
+        last = self.num_clusters - 1 if cluster is None else cluster % self.num_clusters
+        height, width = ops.shape(image)[1], ops.shape(image)[2]
+        image_p = pad_to_multiple(image, self.stride)
+        qmap_p = pad_to_multiple(qmap, self.stride)
+
+        outputs, context = [], []
+        for m in range(last + 1):
+            features = self.branches[m]([image_p, qmap_p, *context])
+            context = [features]
+            if cluster is None or m == last:
+                residual = self.heads[m](self.textures[m](features))
+                outputs.append(crop_to(image_p + residual, height, width))
+        return outputs if cluster is None else outputs[0]
+
+    def defocus(self, inputs):
+        """Predicted log1p(blur sigma) per defocus cell, (B, ceil(H/16), ceil(W/16), 1)."""
+        return self.defocus_head(self._split(inputs))
+
+    def cluster_map(self, inputs):
+        """Cluster id (int32) per ``patch_size`` patch, (B, ceil(H/P), ceil(W/P)); (B, 1, 1) for a batch of patches."""
+        patch_cells = self.patch_size // self.defocus_head.cell_size
+        return assign_clusters_tensor(patch_defocus_from_map_tensor(self.defocus(inputs), patch_cells), self.thresholds)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "image_channels": self.image_channels,
+            "num_clusters": self.num_clusters,
+            "widths": list(self.widths),
+            "encoder_blocks": list(self.encoder_blocks),
+            "bottleneck_blocks": list(self.bottleneck_blocks),
+            "decoder_blocks": list(self.decoder_blocks),
+            "texture": self.texture,
+            "stem_stride": self.stem_stride,
+            "key_dim": self.key_dim,
+            "patch_size": self.patch_size,
+            "thresholds": list(self.thresholds),
+            "defocus_widths": list(self.defocus_widths),
+            "defocus_blocks": list(self.defocus_blocks),
+        }
