@@ -27,7 +27,11 @@ def _inputs(batch=2, height=32, width=32, image_channels=3):
 
 
 def _model(texture, image_channels=3, **overrides):
-    return build_model("daqe", image_channels, **{**TINY, "texture": texture, **overrides})
+    """A tiny built model with random exit heads (fresh heads are zero, which would hide every branch)."""
+    model = build_model("daqe", image_channels, **{**TINY, "texture": texture, **overrides})
+    for head in model.heads:
+        head.kernel.assign(RNG.normal(0, 0.1, head.kernel.shape).astype("float32"))
+    return model
 
 
 class _ByExit(keras.Model):
@@ -130,14 +134,14 @@ def test_transformer_texture_looks_across_the_batch_cnn_does_not():
         assert (not np.array_equal(after[0], before[0])) == shared, texture
 
 
-def test_output_is_image_plus_exit_residual():
-    model = _model("cnn")
+def test_fresh_exits_are_the_identity_then_image_plus_residual():
+    model = build_model("daqe", 3, **TINY)
     inputs = _inputs()
-    for head in model.heads:
-        head.kernel.assign(np.zeros(head.kernel.shape, "float32"))
-        head.bias.assign(np.zeros(head.bias.shape, "float32"))
     for output in model(inputs):
         np.testing.assert_array_equal(np.asarray(output), inputs["image"])
+    bias = np.array([-0.25, 0.0, 0.5], "float32")
+    model.heads[1].bias.assign(bias)
+    np.testing.assert_array_equal(np.asarray(model(inputs, cluster=1)), inputs["image"] + bias)
 
 
 @pytest.mark.parametrize("texture", TEXTURES)

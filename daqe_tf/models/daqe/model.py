@@ -116,7 +116,12 @@ class DAQENet(keras.Model):
                 self.textures.append(
                     ClusterAttention(width, key_dim, cell // scale, patch_size // scale, name=f"texture{m}")
                 )
-            self.heads.append(layers.Conv2DTranspose(image_channels, scale, strides=scale, name=f"exit{m}_head"))
+            # Zero residual at start: every exit begins as the identity (the JPEG itself), as in QGAUNet.
+            self.heads.append(
+                layers.Conv2DTranspose(
+                    image_channels, scale, strides=scale, kernel_initializer="zeros", name=f"exit{m}_head"
+                )
+            )
 
     def branch_scale(self, branch: int) -> int:
         """Input pixels per pixel side of ``branch``."""
