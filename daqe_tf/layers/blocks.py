@@ -37,12 +37,16 @@ class ResidualBlock(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="daqe_tf")
 class Downsample(layers.Layer):
-    """Halve the resolution with a learned 2x2 stride-2 convolution (a learned pixel-unshuffle)."""
+    """Halve the resolution with a learned 2x2 stride-2 convolution (a learned pixel-unshuffle).
+
+    Linear on purpose: the trunk stays a chain of identities plus residuals, so
+    no channel can die behind a ReLU (which happened with a ReLU here).
+    """
 
     def __init__(self, channels: int, **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
-        self.conv = layers.Conv2D(channels, 2, strides=2, activation="relu", name="conv")
+        self.conv = layers.Conv2D(channels, 2, strides=2, name="conv")
 
     def build(self, input_shape):
         self.conv.build(input_shape)
@@ -64,14 +68,15 @@ class UpsampleFuse(layers.Layer):
 
     ``call([coarse, skip])``: upsample ``coarse`` to ``skip``'s grid, concatenate,
     mix with a 1x1 convolution, then refine with ``num_blocks`` residual blocks.
+    Upsampling and mixing are linear; the non-linearity lives in the blocks.
     """
 
     def __init__(self, channels: int, num_blocks: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
         self.num_blocks = num_blocks
-        self.up = layers.Conv2DTranspose(channels, 2, strides=2, activation="relu", name="up")
-        self.fuse = layers.Conv2D(channels, 1, activation="relu", name="fuse")
+        self.up = layers.Conv2DTranspose(channels, 2, strides=2, name="up")
+        self.fuse = layers.Conv2D(channels, 1, name="fuse")
         self.blocks = [ResidualBlock(channels, name=f"block{i}") for i in range(num_blocks)]
 
     def build(self, input_shape):
