@@ -88,9 +88,19 @@ class Trainer:
         found = checkpoint.latest(self.run_dir)
         if found is not None:
             self.state = checkpoint.restore(found, self.model, self.optimizer)
-            self.log(f"resumed from {found} at step {self.step}")
+            changed = self._config_changes()
+            self.log(f"resumed from {found} at step {self.step}" + (f", changed: {changed}" if changed else ""),
+                     kind="resume", step=self.step, changed=changed)
         if is_chief:
             cfg.save(self.run_dir / "config.json")
+
+    def _config_changes(self) -> dict:
+        """Settings that differ from the run folder's saved config (a resume may change them)."""
+        path = self.run_dir / "config.json"
+        if not path.is_file():
+            return {}
+        before, now = json.loads(path.read_text()), json.loads(json.dumps(self.cfg.to_dict()))
+        return {k: [before.get(k), v] for k, v in now.items() if before.get(k) != v}
 
     @property
     def step(self) -> int:
