@@ -78,12 +78,14 @@ def test_cluster_call_equals_its_exit_of_the_all_exit_call(texture):
         model(inputs, cluster=3)
 
 
-@pytest.mark.parametrize("texture", TEXTURES)
-def test_whole_images_of_any_size(texture):
+@pytest.mark.parametrize("texture,stride", [("cnn", 16), ("transformer", 32)])
+def test_whole_images_of_any_size_down_to_half_the_stride(texture, stride):
+    """The transformer texture pads to whole patches: its reference regions are the clustered patches."""
     model = _model(texture, image_channels=1)
-    inputs = _inputs(1, 37, 50, image_channels=1)
-    for output in model(inputs):
-        assert np.asarray(output).shape == (1, 37, 50, 1)
+    assert model.stride == stride
+    for height, width in [(37, 50), (stride // 2, stride // 2 + 3)]:
+        for output in model(_inputs(1, height, width, image_channels=1)):
+            assert np.asarray(output).shape == (1, height, width, 1)
 
 
 @pytest.mark.parametrize("texture", TEXTURES)

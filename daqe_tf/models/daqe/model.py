@@ -50,7 +50,8 @@ class DAQENet(keras.Model):
 
     ``call({"image", "qmap"}, cluster=None)``: image in [0, 1] (B, H, W, C), Q-map (B, H, W, 1
     or 2). Returns the list of all N exits (exit m with cluster m's texture module), or only
-    exit ``cluster`` (branches 0..cluster run). Any H, W of at least ``stride / 2``; padded inside.
+    exit ``cluster`` (branches 0..cluster run). Any H, W of at least ``stride / 2`` (8 px, or 32 px
+    for the "transformer" texture with 64 px patches); padded inside at the bottom/right.
     Routing: ``cluster_map`` (or ``defocus`` + ``clusters.assign_clusters``).
     """
 
@@ -96,8 +97,9 @@ class DAQENet(keras.Model):
 
         self.defocus_head = DefocusHead(self.defocus_widths, self.defocus_blocks, name="defocus_head")
         cell = self.defocus_head.cell_size
-        if patch_size % self.stride or patch_size % cell:
-            raise ValueError(f"patch_size {patch_size} must be a multiple of stride {self.stride} and cell size {cell}")
+        bottleneck = 2 * self.branch_scale(0)
+        if patch_size % bottleneck or patch_size % cell:
+            raise ValueError(f"patch_size {patch_size} must be a multiple of {bottleneck} (branch 0's bottleneck) and cell size {cell}")
         if texture == "transformer" and cell % self.branch_scale(0):
             raise ValueError(f"the defocus cell ({cell} px) must be a multiple of branch 0's scale {self.branch_scale(0)}")
 
@@ -129,8 +131,9 @@ class DAQENet(keras.Model):
 
     @property
     def stride(self) -> int:
-        """Input sizes are padded internally to a multiple of this (branch 0's bottleneck)."""
-        return 2 * self.branch_scale(0)
+        """Input sizes are padded internally to a multiple of this: branch 0's bottleneck, or whole
+        patches for the "transformer" texture, whose reference regions are then the clustered patches."""
+        return self.patch_size if self.texture == "transformer" else 2 * self.branch_scale(0)
 
     @property
     def thresholds(self) -> list[float]:
