@@ -312,39 +312,57 @@ def _write_plan_vectors(manifest: dict) -> None:
     manifest["ramps"] = ramps
 
 
-def _cluster_reference(d: float, thresholds) -> int:
-    """The exit routing contract: (N-1) - #{i : d >= t_i}."""
-    return len(thresholds) - sum(d >= t for t in thresholds)
-
-
-def _patch_defocus_reference(dmap: np.ndarray, tile) -> float:
+def _tile_defocus_reference(dmap: np.ndarray, tile) -> float:
+    """Mean of the cells under an overlapping tile: `patch_defocus_from_map` generalised to tiles
+    that start on any multiple of 16 (cells [y0 / 16, ceil(y1 / 16)), clamped to the map)."""
     mh, mw = dmap.shape
     r0 = min(tile.y0 // 16, mh - 1)
     r1 = max(min(-(-tile.y1 // 16), mh), r0 + 1)
     c0 = min(tile.x0 // 16, mw - 1)
     c1 = max(min(-(-tile.x1 // 16), mw), c0 + 1)
-    return float(np.mean(dmap[r0:r1, c0:c1], dtype=np.float64))
+    return float(np.float32(np.mean(dmap[r0:r1, c0:c1], dtype=np.float64)))
 
 
 def _write_cluster_vectors(folder: Path, manifest: dict) -> None:
+    # The model's own routing code (imports Keras, hence here and not at module level).
+    from daqe_tf.models.daqe.clusters import assign_clusters, patch_defocus_from_map
+
     rng = np.random.default_rng(11)
     entries = []
-    for thresholds in [[0.5, 1.0], [0.3], [], [0.1, 0.2, 0.9], [-1.0, 0.0, 2.5]]:
-        values = [float(v) for v in rng.uniform(-1.5, 3.0, 60)] + list(thresholds) + [float(np.nextafter(t, -np.inf)) for t in thresholds]
-        entries.append({"thresholds": thresholds, "values": values, "ids": [_cluster_reference(v, thresholds) for v in values]})
+    for thresholds in [[0.5, 1.0], [0.3], [], [0.1, 0.2, 0.9], [-1.0, 0.0, 2.5], [0.4, 0.4, 0.8]]:
+        t32 = np.asarray(thresholds, np.float32)
+        ties = [t32, np.nextafter(t32, np.float32(-np.inf)), np.nextafter(t32, np.float32(np.inf))]
+        values = np.concatenate([rng.uniform(-1.5, 3.0, 60).astype(np.float32), *ties]).astype(np.float32)
+        entries.append({
+            "thresholds": [float(t) for t in t32], "values": [float(v) for v in values],
+            "ids": assign_clusters(values, thresholds).tolist(),
+        })
     manifest["clusters"] = entries
-    patch = []
+
+    grid = []
+    for i, (mh, mw) in enumerate([(7, 9), (4, 4), (19, 26), (1, 1), (5, 12)]):
+        dmap = rng.uniform(0.0, 1.2, (mh, mw)).astype(np.float32)
+        means = patch_defocus_from_map(dmap[None, ..., None], 4)[0]
+        thresholds = [0.4, 0.6]
+        grid.append({
+            "height": 16 * mh - 3, "width": 16 * mw - 3, "patch": 64, "map_height": mh, "map_width": mw,
+            "map": _f32(folder, f"defocus_grid_{i}.f32", dmap), "thresholds": thresholds,
+            "rows": int(means.shape[0]), "cols": int(means.shape[1]),
+            "means": [float(v) for v in means.ravel()], "ids": assign_clusters(means, thresholds).ravel().tolist(),
+        })
+    manifest["patch_defocus"] = grid
+
+    tiles = []
     for i, (h, w, mh, mw) in enumerate([(100, 130, 7, 9), (100, 130, 6, 8), (64, 64, 4, 4), (300, 410, 19, 26), (40, 40, 1, 1)]):
         dmap = rng.uniform(0.0, 1.0, (mh, mw)).astype(np.float32)
-        tiles = plan_tiles(h, w, 64, 16)
-        means = [_patch_defocus_reference(dmap, t) for t in tiles]
+        means = np.array([_tile_defocus_reference(dmap, t) for t in plan_tiles(h, w, 64, 16)], np.float32)
         thresholds = [0.4, 0.6]
-        patch.append({
+        tiles.append({
             "height": h, "width": w, "tile": 64, "overlap": 16,
-            "map_height": mh, "map_width": mw, "map": _f32(folder, f"defocus_{i}.f32", dmap),
-            "thresholds": thresholds, "means": means, "ids": [_cluster_reference(m, thresholds) for m in means],
+            "map_height": mh, "map_width": mw, "map": _f32(folder, f"defocus_tiles_{i}.f32", dmap),
+            "thresholds": thresholds, "means": [float(m) for m in means], "ids": assign_clusters(means, thresholds).tolist(),
         })
-    manifest["patch_defocus"] = patch
+    manifest["tile_defocus"] = tiles
 
 
 def _half_way_values(count: int) -> np.ndarray:
@@ -534,6 +552,7 @@ def test_kotlin_tests_read_every_vector_set(kotlin_run):
         "ramps": len(manifest["ramps"]),
         "clusters": sum(len(c["values"]) for c in manifest["clusters"]),
         "patch_defocus": len(manifest["patch_defocus"]),
+        "tile_defocus": len(manifest["tile_defocus"]),
         "stitch": len(manifest["stitch"]),
         "pipeline": len(manifest["pipeline"]["cases"]),
     }

@@ -1,35 +1,41 @@
 package org.daqe.demo.core
 
 /**
- * Routes each patch to an exit of the early-exit model from how defocused it is.
+ * Routes each patch to an exit of the early-exit model from how defocused it is, as
+ * `daqe_tf/models/daqe/clusters.py` does inside the model.
  *
- * Blurred (defocused) areas gain little from the deep exits, so they get the cheap ones:
- * with N exits and N-1 ascending thresholds, cluster = (N-1) - #{i : d >= t_i}. The most
- * defocused patches get cluster 0 (cheapest exit), the sharpest get N-1 (deepest exit).
- * The defocus map holds log1p(blur sigma) per 16x16 cell.
+ * Blurred (defocused) areas lost little detail to JPEG and gain little from the deep exits, so
+ * they get the cheap ones: with N exits and N-1 non-decreasing thresholds,
+ * cluster = (N-1) - #{i : d > t_i}, compared in float32. The most defocused patches get cluster 0
+ * (cheapest exit), the sharpest N-1 (deepest exit); a value equal to a threshold goes to the
+ * sharper side. The defocus map holds log1p(blur sigma) per 16x16 cell.
  */
 object Clusters {
-    /** Rejects thresholds that are not finite and strictly ascending. */
-    fun checkThresholds(thresholds: DoubleArray) {
+    /** Rejects thresholds that are not finite or that decrease (equal neighbours are allowed, as in Python). */
+    fun checkThresholds(thresholds: FloatArray) {
         for (i in thresholds.indices) {
             require(!thresholds[i].isNaN() && !thresholds[i].isInfinite()) { "threshold $i is not finite: ${thresholds[i]}" }
-            require(i == 0 || thresholds[i - 1] < thresholds[i]) { "thresholds must be strictly ascending: ${thresholds.toList()}" }
+            require(i == 0 || thresholds[i - 1] <= thresholds[i]) {
+                "thresholds must be non-decreasing, got ${thresholds.toList()}"
+            }
         }
     }
 
-    /** Exit index for a patch of mean defocus [defocus]; NaN counts as sharp (deepest exit). */
-    fun clusterOf(defocus: Double, thresholds: DoubleArray): Int {
-        var reached = 0
-        for (t in thresholds) if (defocus >= t) reached++
-        return thresholds.size - reached
+    /** Exit index for a patch of mean defocus [defocus]; NaN exceeds nothing, so it counts as sharp. */
+    fun clusterOf(defocus: Float, thresholds: FloatArray): Int {
+        var exceeded = 0
+        for (t in thresholds) if (defocus > t) exceeded++
+        return thresholds.size - exceeded
     }
 
     /**
      * Mean of the defocus cells under [tile]: cell rows [y0 / 16, ceil(y1 / 16)), same for columns,
-     * clamped to the map so a map rounded down (H / 16) still gives every tile at least one cell.
-     * [map] is mapHeight x mapWidth, row-major. Summed in double.
+     * summed in double and rounded to float32. For tiles on the model's own patch grid this is
+     * `patch_defocus_from_map` (partial patches average the cells they hold); overlapping tiles
+     * average the cells they cover. Clamped to the map, so a map rounded down still gives every tile
+     * at least one cell. [map] is mapHeight x mapWidth, row-major.
      */
-    fun patchDefocus(map: FloatArray, mapHeight: Int, mapWidth: Int, tile: Tile): Double {
+    fun patchDefocus(map: FloatArray, mapHeight: Int, mapWidth: Int, tile: Tile): Float {
         require(mapHeight > 0 && mapWidth > 0 && map.size >= mapHeight * mapWidth) { "defocus map is empty or too small" }
         val r0 = minOf(tile.y0 / CellGrid.CELL, mapHeight - 1)
         val r1 = maxOf(minOf(CellGrid.cells(tile.y1), mapHeight), r0 + 1)
@@ -37,11 +43,11 @@ object Clusters {
         val c1 = maxOf(minOf(CellGrid.cells(tile.x1), mapWidth), c0 + 1)
         var sum = 0.0
         for (r in r0 until r1) for (c in c0 until c1) sum += map[r * mapWidth + c]
-        return sum / ((r1 - r0) * (c1 - c0))
+        return (sum / ((r1 - r0) * (c1 - c0))).toFloat()
     }
 
     /** Exit index per tile of [plan], row-major. */
-    fun assign(plan: TilePlan, map: FloatArray, mapHeight: Int, mapWidth: Int, thresholds: DoubleArray): IntArray {
+    fun assign(plan: TilePlan, map: FloatArray, mapHeight: Int, mapWidth: Int, thresholds: FloatArray): IntArray {
         checkThresholds(thresholds)
         return IntArray(plan.size) { clusterOf(patchDefocus(map, mapHeight, mapWidth, plan.tile(it)), thresholds) }
     }

@@ -15,7 +15,8 @@ interface PatchModel {
     /**
      * Runs exit [exit] on the first [count] of batchSize patches in [image] (B x P x P x C) and
      * [qmap] (B x P x P x Q); writes B x P x P x C values in [0, 1] to [out]. Slots past [count]
-     * hold stale data and their outputs are ignored.
+     * repeat the last real patch (a model whose texture module attends across the batch then sees
+     * only this exit's patches) and their outputs are ignored.
      */
     fun runExit(exit: Int, count: Int, image: FloatArray, qmap: FloatArray, out: FloatArray)
 }
@@ -60,7 +61,7 @@ class EnhanceResult(
 class TiledEnhancer(
     private val model: PatchModel,
     private val defocus: DefocusModel?,
-    private val thresholds: DoubleArray,
+    private val thresholds: FloatArray,
     /** Overlap between patches, a multiple of 16 below the patch size. */
     private val overlap: Int,
     /** Overlap between defocus windows. */
@@ -172,6 +173,10 @@ class TiledEnhancer(
                         val t = plan.tile(r, members[first + slot])
                         Patches.pack(image, t.y0, t.x0, p, pixels, slot * patchValues)
                         spec.fill(t.y0, t.x0, p, p, qmap, slot * patchQ)
+                    }
+                    for (slot in count until batch) {
+                        System.arraycopy(pixels, (count - 1) * patchValues, pixels, slot * patchValues, patchValues)
+                        System.arraycopy(qmap, (count - 1) * patchQ, qmap, slot * patchQ, patchQ)
                     }
                     model.runExit(exit, count, pixels, qmap, outputs)
                     for (slot in 0 until count) {

@@ -5,13 +5,15 @@ import org.junit.Assert.assertEquals
 import org.junit.Test
 
 class ClustersTest {
+    private fun floats(value: Any?): FloatArray = value.doubles().map { it.toFloat() }.toFloatArray()
+
     @Test
-    fun clusterIdsMatchTheContract() {
+    fun clusterIdsMatchTheModelsAssignClusters() {
         var cases = 0
         for (c in Vectors.section("clusters").arr()) {
             val v = c.obj()
-            val thresholds = v["thresholds"].doubles()
-            val values = v["values"].doubles()
+            val thresholds = floats(v["thresholds"])
+            val values = floats(v["values"])
             val ids = v["ids"].ints()
             for (i in values.indices) {
                 assertEquals("d=${values[i]} t=${thresholds.toList()}", ids[i], Clusters.clusterOf(values[i], thresholds))
@@ -22,44 +24,71 @@ class ClustersTest {
     }
 
     @Test
-    fun patchMeansAndExitsMatchTheReference() {
+    fun patchesOnTheModelsGridMatchPatchDefocusFromMap() {
         val sets = Vectors.section("patch_defocus").arr()
+        for (s in sets) {
+            val v = s.obj()
+            val map = Vectors.floats(v["map"] as String)
+            val mh = v["map_height"].int()
+            val mw = v["map_width"].int()
+            val height = v["height"].int()
+            val width = v["width"].int()
+            val patch = v["patch"].int()
+            val rows = v["rows"].int()
+            val cols = v["cols"].int()
+            val means = floats(v["means"])
+            val thresholds = floats(v["thresholds"])
+            val ids = v["ids"].ints()
+            for (r in 0 until rows) for (c in 0 until cols) {
+                val tile = Tile(r * patch, c * patch, minOf(r * patch + patch, height), minOf(c * patch + patch, width))
+                val mean = Clusters.patchDefocus(map, mh, mw, tile)
+                assertEquals("patch ($r, $c) of $v", means[r * cols + c], mean, 0f)
+                assertEquals("patch ($r, $c) exit", ids[r * cols + c], Clusters.clusterOf(mean, thresholds))
+            }
+        }
+        Vectors.report("patch_defocus", sets.size)
+    }
+
+    @Test
+    fun overlappingTilesAverageTheCellsTheyCover() {
+        val sets = Vectors.section("tile_defocus").arr()
         for (s in sets) {
             val v = s.obj()
             val plan = TilePlan.plan(v["height"].int(), v["width"].int(), v["tile"].int(), v["overlap"].int())
             val map = Vectors.floats(v["map"] as String)
             val mh = v["map_height"].int()
             val mw = v["map_width"].int()
-            val means = v["means"].doubles()
+            val means = floats(v["means"])
             for (i in 0 until plan.size) {
                 val ours = Clusters.patchDefocus(map, mh, mw, plan.tile(i))
-                assertEquals("tile $i of $v", means[i], ours, 1e-12 * Math.max(1.0, Math.abs(means[i])))
+                assertEquals("tile $i of $v", means[i], ours, Math.ulp(means[i]))
             }
-            assertArrayEquals(v["ids"].ints(), Clusters.assign(plan, map, mh, mw, v["thresholds"].doubles()))
+            assertArrayEquals(v["ids"].ints(), Clusters.assign(plan, map, mh, mw, floats(v["thresholds"])))
         }
-        Vectors.report("patch_defocus", sets.size)
+        Vectors.report("tile_defocus", sets.size)
     }
 
     @Test
-    fun mostDefocusedGetsTheCheapestExit() {
-        val t = doubleArrayOf(0.5, 1.0)
-        assertEquals(2, Clusters.clusterOf(0.0, t))
-        assertEquals(1, Clusters.clusterOf(0.5, t))
-        assertEquals(1, Clusters.clusterOf(0.99, t))
-        assertEquals(0, Clusters.clusterOf(1.0, t))
-        assertEquals(0, Clusters.clusterOf(7.0, t))
-        assertEquals(2, Clusters.clusterOf(Double.NaN, t))
-        assertEquals(0, Clusters.clusterOf(3.0, DoubleArray(0)))
+    fun mostDefocusedGetsTheCheapestExitAndTiesGoSharp() {
+        val t = floatArrayOf(0.5f, 1.0f)
+        assertEquals(2, Clusters.clusterOf(0.0f, t))
+        assertEquals(2, Clusters.clusterOf(0.5f, t))
+        assertEquals(1, Clusters.clusterOf(0.51f, t))
+        assertEquals(1, Clusters.clusterOf(1.0f, t))
+        assertEquals(0, Clusters.clusterOf(7.0f, t))
+        assertEquals(2, Clusters.clusterOf(Float.NaN, t))
+        assertEquals(0, Clusters.clusterOf(3.0f, FloatArray(0)))
+        Clusters.checkThresholds(floatArrayOf(0.4f, 0.4f, 0.8f))
     }
 
     @Test(expected = IllegalArgumentException::class)
-    fun unsortedThresholdsAreRefused() {
-        Clusters.checkThresholds(doubleArrayOf(1.0, 0.5))
+    fun decreasingThresholdsAreRefused() {
+        Clusters.checkThresholds(floatArrayOf(1.0f, 0.5f))
     }
 
     @Test(expected = IllegalArgumentException::class)
     fun nanThresholdsAreRefused() {
-        Clusters.checkThresholds(doubleArrayOf(0.1, Double.NaN))
+        Clusters.checkThresholds(floatArrayOf(0.1f, Float.NaN))
     }
 
     @Test

@@ -19,6 +19,11 @@ private class PointwiseModel(
         assertTrue(count in 1..batchSize)
         calls[exit]++
         patches[exit] += count
+        // Unused slots repeat the last real patch, so batch-wide attention sees only this exit's patches.
+        val size = patchSize * patchSize * channels
+        for (slot in count until batchSize) for (i in 0 until size) {
+            assertEquals(image[(count - 1) * size + i], image[slot * size + i], 0f)
+        }
         val q = qmap.size / (batchSize * patchSize * patchSize)
         for (p in 0 until batchSize * patchSize * patchSize) {
             for (c in 0 until channels) {
@@ -69,7 +74,7 @@ class TiledEnhancerTest {
                 modelChannels, v["tile"].int(), 3, 3,
                 fake["scale"].num().toFloat(), fake["luma_q"].num().toFloat(), fake["last_q"].num().toFloat(), fake["bias"].num().toFloat()
             )
-            val enhancer = TiledEnhancer(model, ContentDefocus(64, modelChannels), doubleArrayOf(0.35, 0.55), v["overlap"].int(), 16)
+            val enhancer = TiledEnhancer(model, ContentDefocus(64, modelChannels), floatArrayOf(0.35f, 0.55f), v["overlap"].int(), 16)
             val result = enhancer.enhance(image, header)
             val expected = Vectors.bytes(v["expected"] as String)
             assertEquals(expected.size, result.image.data.size)
@@ -107,7 +112,7 @@ class TiledEnhancerTest {
             }
         }
         val model = PointwiseModel(3, 64, 4, 2, 1f, 0f, 0f, 0f)
-        val result = TiledEnhancer(model, defocus, doubleArrayOf(1.0), 16, 32).enhance(image, JpegHeaderParser.parse(SyntheticJpeg.header()))
+        val result = TiledEnhancer(model, defocus, floatArrayOf(1.0f), 16, 32).enhance(image, JpegHeaderParser.parse(SyntheticJpeg.header()))
         val map = result.defocusMap!!
         val mw = CellGrid.cells(530)
         assertEquals(CellGrid.cells(301) * mw, map.size)
@@ -120,7 +125,7 @@ class TiledEnhancerTest {
         val plan = TilePlan.plan(200, 300, 64, 16)
         val image = Image8(300, 200, 3, ByteArray(300 * 200 * 3) { ((it / 3 % 300) * 255 / 300).toByte() })
         val model = PointwiseModel(3, 64, 4, 3, 1f, 0f, 0f, 0f)
-        val result = TiledEnhancer(model, ContentDefocus(128, 3), doubleArrayOf(0.3, 0.6), 16).enhance(image, JpegHeaderParser.parse(SyntheticJpeg.header()))
+        val result = TiledEnhancer(model, ContentDefocus(128, 3), floatArrayOf(0.3f, 0.6f), 16).enhance(image, JpegHeaderParser.parse(SyntheticJpeg.header()))
         assertEquals(plan.tiles, result.plan.tiles)
         val counts = result.exitCounts(3)
         assertTrue("all three exits used: ${counts.toList()}", counts.all { it > 0 })
@@ -134,7 +139,7 @@ class TiledEnhancerTest {
         val defocus = PositionDefocus(64)
         val model = PointwiseModel(1, 32, 2, 1, 1f, 0f, 0f, 0f)
         val image = Image8(40, 40, 1, ByteArray(1600) { it.toByte() })
-        val result = TiledEnhancer(model, defocus, DoubleArray(0), 16).enhance(image, JpegHeaderParser.parse(SyntheticJpeg.header()))
+        val result = TiledEnhancer(model, defocus, FloatArray(0), 16).enhance(image, JpegHeaderParser.parse(SyntheticJpeg.header()))
         assertEquals(0, defocus.windows)
         assertEquals(null, result.defocusMap)
         for (i in image.data.indices) assertEquals(image[i], result.image[i])
