@@ -3,7 +3,7 @@
 The phone must parse JPEG headers, build Q-maps, cut tiles, route patches to exits and blend
 results exactly as the Python side does. This test writes vectors from the Python code (JPEGs made
 here with Pillow, parser results, Q-maps, tile plans, blend weights, cluster ids, stitched and
-end-to-end pipeline outputs), compiles the Kotlin core and its JUnit tests with Debian's ``kotlinc``
+end-to-end pipeline outputs, EXIF orientations), compiles the Kotlin core and its JUnit tests with Debian's ``kotlinc``
 (cached by a hash of the sources) and runs JUnit on the vector folder.
 
 Without ``kotlinc`` or junit4 the test is skipped with the reason, never passed silently.
@@ -29,7 +29,7 @@ from PIL import Image
 
 from daqe_tf.inference import pipeline
 from daqe_tf.inference.tiling import _ramp, _starts, enhance_tiled, plan_tiles
-from daqe_tf.io import load_image
+from daqe_tf.io import apply_orientation, load_image
 from daqe_tf.jpeg.qmap import normalize_steps, qmap_from_tables
 from daqe_tf.jpeg.reader import JpegFormatError, parse_jpeg_header
 from tests.helpers import natural_image
@@ -439,6 +439,20 @@ def _write_pipeline_vectors(folder: Path, manifest: dict) -> None:
     manifest["pipeline"] = {"fake_model": FAKE, "cases": entries}
 
 
+def _write_orientation_vectors(folder: Path, manifest: dict) -> None:
+    entries = []
+    for name, pixels in [("rgb", np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)), ("gray", np.arange(4 * 6, dtype=np.uint8).reshape(4, 6))]:
+        for orientation in range(1, 9):
+            upright = apply_orientation(pixels, orientation)
+            entries.append({
+                "orientation": orientation, "width": pixels.shape[1], "height": pixels.shape[0],
+                "channels": 1 if pixels.ndim == 2 else 3, "pixels": _u8(folder, f"orient_{name}.u8", pixels),
+                "upright_width": upright.shape[1], "upright_height": upright.shape[0],
+                "expected": _u8(folder, f"orient_{name}_{orientation}.u8", upright),
+            })
+    manifest["orientation"] = entries
+
+
 def _write_vectors(folder: Path) -> dict:
     manifest: dict = {}
     _write_jpeg_vectors(folder, manifest)
@@ -447,6 +461,7 @@ def _write_vectors(folder: Path) -> dict:
     _write_cluster_vectors(folder, manifest)
     _write_stitch_vectors(folder, manifest)
     _write_pipeline_vectors(folder, manifest)
+    _write_orientation_vectors(folder, manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return manifest
 
@@ -555,5 +570,6 @@ def test_kotlin_tests_read_every_vector_set(kotlin_run):
         "tile_defocus": len(manifest["tile_defocus"]),
         "stitch": len(manifest["stitch"]),
         "pipeline": len(manifest["pipeline"]["cases"]),
+        "orientation": len(manifest["orientation"]),
     }
     assert seen == expected, proc.stdout[-5000:]
