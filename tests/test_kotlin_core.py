@@ -573,3 +573,15 @@ def test_kotlin_tests_read_every_vector_set(kotlin_run):
         "orientation": len(manifest["orientation"]),
     }
     assert seen == expected, proc.stdout[-5000:]
+
+
+if __name__ == "__main__":
+    # Write the vectors to a folder for the Gradle unit tests:
+    #   python -m tests.test_kotlin_core /tmp/daqe-vectors
+    #   DAQE_VECTORS=/tmp/daqe-vectors ./gradlew :app:testDebugUnitTest   (in android_demo/)
+    import sys
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "daqe-vectors")
+    target.mkdir(parents=True, exist_ok=True)
+    _write_vectors(target)
+    print(f"test vectors written to {target}")

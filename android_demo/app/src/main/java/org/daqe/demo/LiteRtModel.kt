@@ -1,0 +1,203 @@
+package org.daqe.demo
+
+import android.content.Context
+import android.util.Log
+import org.daqe.demo.core.DefocusModel
+import org.daqe.demo.core.PatchModel
+import org.tensorflow.lite.Interpreter
+import org.tensorflow.lite.gpu.CompatibilityList
+import org.tensorflow.lite.gpu.GpuDelegate
+import java.io.Closeable
+import java.io.FileInputStream
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+import java.nio.FloatBuffer
+import java.nio.MappedByteBuffer
+import java.nio.channels.FileChannel
+
+/**
+ * The exported model behind the core's [PatchModel] and [DefocusModel], on one LiteRT Interpreter.
+ *
+ * Not thread-safe: create, warm up, run and close it on the same single worker thread.
+ * Every signature runs at one fixed shape (exits [B,P,P,C], defocus [1,D,D,C]), so the direct
+ * buffers are allocated once and reused. The Java API never resizes for ByteBuffer inputs, only
+ * for multi-dimensional arrays, so [warmUp] feeds each signature one such array to set its shape.
+ */
+class LiteRtModel private constructor(
+    private val interpreter: Interpreter,
+    private val gpu: GpuDelegate?,
+    val meta: ModelContract.Meta,
+    /** What runs the model, for the UI: "GPU" or "CPU (XNNPACK, n threads)". */
+    val backend: String,
+) : PatchModel, DefocusModel, Closeable {
+    override val channels = meta.channels
+    override val patchSize = meta.patch
+    override val batchSize = ModelContract.EXIT_BATCH
+    override val exitCount = meta.numExits
+    override val windowSize = ModelContract.DEFOCUS_WINDOW
+
+    private val exitImage = Floats(batchSize * patchSize * patchSize * channels)
+    private val exitQmap = Floats(batchSize * patchSize * patchSize * meta.qmapChannels)
+    private val exitOut = Floats(batchSize * patchSize * patchSize * channels)
+    private val defocusImage = Floats(windowSize * windowSize * channels)
+    private val defocusQmap = Floats(windowSize * windowSize * meta.qmapChannels)
+    private val defocusOut = Floats((windowSize / ModelContract.DEFOCUS_CELL) * (windowSize / ModelContract.DEFOCUS_CELL))
+
+    /** A direct native-order buffer and a float view of it, reused for every call. */
+    private class Floats(val count: Int) {
+        val bytes: ByteBuffer = ByteBuffer.allocateDirect(count * 4).order(ByteOrder.nativeOrder())
+        val floats: FloatBuffer = bytes.asFloatBuffer()
+
+        fun write(values: FloatArray) {
+            floats.rewind()
+            floats.put(values, 0, count)
+            bytes.rewind()
+        }
+
+        fun read(values: FloatArray) {
+            floats.rewind()
+            floats.get(values, 0, count)
+        }
+    }
+
+    override fun runExit(exit: Int, count: Int, image: FloatArray, qmap: FloatArray, out: FloatArray) {
+        exitImage.write(image)
+        exitQmap.write(qmap)
+        exitOut.bytes.rewind()
+        interpreter.runSignature(
+            mapOf(ModelContract.INPUT_IMAGE to exitImage.bytes, ModelContract.INPUT_QMAP to exitQmap.bytes),
+            mapOf(ModelContract.OUTPUT_ENHANCED to exitOut.bytes),
+            ModelContract.exitSignature(exit),
+        )
+        exitOut.read(out)
+    }
+
+    override fun runDefocus(image: FloatArray, qmap: FloatArray, out: FloatArray) {
+        defocusImage.write(image)
+        defocusQmap.write(qmap)
+        defocusOut.bytes.rewind()
+        interpreter.runSignature(
+            mapOf(ModelContract.INPUT_IMAGE to defocusImage.bytes, ModelContract.INPUT_QMAP to defocusQmap.bytes),
+            mapOf(ModelContract.OUTPUT_DEFOCUS to defocusOut.bytes),
+            ModelContract.DEFOCUS_SIGNATURE,
+        )
+        defocusOut.read(out)
+    }
+
+    /**
+     * Sets every signature to its fixed shape and runs it once, so the first photo does not pay for
+     * tensor allocation, delegate preparation and XNNPACK packing. Returns the time it took.
+     */
+    fun warmUp(): Long {
+        val start = System.nanoTime()
+        val q = meta.qmapChannels
+        if (exitCount > 1) {
+            withShapeArrays(1, windowSize, channels, q) { image, qmap ->
+                defocusOut.bytes.rewind()
+                interpreter.runSignature(
+                    mapOf(ModelContract.INPUT_IMAGE to image, ModelContract.INPUT_QMAP to qmap),
+                    mapOf(ModelContract.OUTPUT_DEFOCUS to defocusOut.bytes),
+                    ModelContract.DEFOCUS_SIGNATURE,
+                )
+            }
+        }
+        for (exit in 0 until exitCount) {
+            withShapeArrays(batchSize, patchSize, channels, q) { image, qmap ->
+                exitOut.bytes.rewind()
+                interpreter.runSignature(
+                    mapOf(ModelContract.INPUT_IMAGE to image, ModelContract.INPUT_QMAP to qmap),
+                    mapOf(ModelContract.OUTPUT_ENHANCED to exitOut.bytes),
+                    ModelContract.exitSignature(exit),
+                )
+            }
+        }
+        return System.nanoTime() - start
+    }
+
+    /** Zero-filled [batch][size][size][channels] arrays: the shape-setting inputs of [warmUp]. */
+    private inline fun withShapeArrays(batch: Int, size: Int, c: Int, q: Int, run: (Any, Any) -> Unit) {
+        val image = Array(batch) { Array(size) { Array(size) { FloatArray(c) } } }
+        val qmap = Array(batch) { Array(size) { Array(size) { FloatArray(q) } } }
+        run(image, qmap)
+    }
+
+    override fun close() {
+        interpreter.close()
+        gpu?.close()
+    }
+
+    companion object {
+        private const val TAG = "LiteRtModel"
+
+        /** 2 to 4 threads: enough for XNNPACK, leaving cores for the UI. */
+        fun cpuThreads(): Int = Runtime.getRuntime().availableProcessors().div(2).coerceIn(2, 4)
+
+        /**
+         * Loads the model from assets: on the GPU delegate when the device supports it and the model
+         * warms up on it, otherwise on the CPU with XNNPACK. The reason for a fallback is logged and
+         * returned in [Opened.note]. Call on the worker thread.
+         */
+        fun open(context: Context, preferGpu: Boolean = true): Opened {
+            val meta = ModelContract.loadMeta(context.assets)
+            val model = mapAsset(context, ModelContract.MODEL_ASSET)
+            var note: String? = null
+            if (preferGpu) {
+                try {
+                    val compatibility = CompatibilityList()
+                    val delegate = try {
+                        if (compatibility.isDelegateSupportedOnThisDevice) GpuDelegate(compatibility.bestOptionsForThisDevice) else null
+                    } finally {
+                        compatibility.close()
+                    }
+                    if (delegate != null) {
+                        val opened = create(model, meta, delegate, Interpreter.Options().addDelegate(delegate), "GPU")
+                        try {
+                            return Opened(opened, opened.warmUp(), null)
+                        } catch (e: Exception) {
+                            opened.close()
+                            throw e
+                        }
+                    }
+                    note = "GPU delegate not supported on this device"
+                } catch (e: Exception) {
+                    // Dynamic-shape signatures or unsupported ops can make the delegate refuse the model.
+                    note = "GPU delegate failed (${e.message}); using the CPU"
+                    Log.w(TAG, note, e)
+                }
+            }
+            val threads = cpuThreads()
+            val options = Interpreter.Options().setNumThreads(threads).setUseXNNPACK(true)
+            val opened = create(model, meta, null, options, "CPU (XNNPACK, $threads threads)")
+            return Opened(opened, opened.warmUp(), note)
+        }
+
+        private fun create(
+            model: MappedByteBuffer, meta: ModelContract.Meta, gpu: GpuDelegate?, options: Interpreter.Options, backend: String,
+        ): LiteRtModel {
+            val interpreter = try {
+                Interpreter(model, options)
+            } catch (e: Exception) {
+                gpu?.close()
+                throw e
+            }
+            try {
+                ModelContract.checkSignatures(interpreter.signatureKeys, meta)
+                return LiteRtModel(interpreter, gpu, meta, backend)
+            } catch (e: Exception) {
+                interpreter.close()
+                gpu?.close()
+                throw e
+            }
+        }
+
+        private fun mapAsset(context: Context, name: String): MappedByteBuffer =
+            context.assets.openFd(name).use { fd ->
+                FileInputStream(fd.fileDescriptor).use { stream ->
+                    stream.channel.map(FileChannel.MapMode.READ_ONLY, fd.startOffset, fd.declaredLength)
+                }
+            }
+    }
+
+    /** A warmed-up model, the warm-up time, and why the GPU was not used (null if it was or not asked). */
+    class Opened(val model: LiteRtModel, val warmUpNanos: Long, val note: String?)
+}

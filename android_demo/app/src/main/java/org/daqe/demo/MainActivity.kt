@@ -1,0 +1,232 @@
+package org.daqe.demo
+
+import android.Manifest
+import android.content.pm.PackageManager
+import android.graphics.Bitmap
+import android.graphics.Color
+import android.net.Uri
+import android.os.Build
+import android.os.Bundle
+import android.os.Handler
+import android.os.Looper
+import android.widget.Button
+import android.widget.CheckBox
+import android.widget.SeekBar
+import android.widget.TextView
+import androidx.activity.result.PickVisualMediaRequest
+import androidx.activity.result.contract.ActivityResultContracts
+import androidx.appcompat.app.AppCompatActivity
+import androidx.core.content.ContextCompat
+import org.daqe.demo.core.CellGrid
+import org.daqe.demo.core.EnhanceResult
+import org.daqe.demo.core.JpegFormatException
+import org.daqe.demo.core.JpegHeaderParser
+import org.daqe.demo.core.Orientation
+import org.daqe.demo.core.TiledEnhancer
+import java.io.FileNotFoundException
+import java.util.Locale
+import java.util.concurrent.ExecutorService
+import java.util.concurrent.Executors
+
+/**
+ * Pick a JPEG, enhance it on the device, compare before/after, show which exit enhanced each
+ * patch, save the result. All model work happens on one worker thread; the model is loaded and
+ * warmed up once, on first use, and its buffers are reused for every photo.
+ */
+class MainActivity : AppCompatActivity() {
+    private val worker: ExecutorService = Executors.newSingleThreadExecutor()
+    private val main = Handler(Looper.getMainLooper())
+
+    // Worker-thread state.
+    private var model: LiteRtModel? = null
+    private var enhancer: TiledEnhancer? = null
+
+    // Main-thread state: the current pair, upright.
+    private var enhanced: Bitmap? = null
+    private var sourceName = "photo"
+    private var busy = false
+
+    private lateinit var status: TextView
+    private lateinit var compare: BeforeAfterView
+    private lateinit var pick: Button
+    private lateinit var save: Button
+    private lateinit var png: CheckBox
+    private lateinit var exitMap: CheckBox
+    private lateinit var splitBar: SeekBar
+
+    private val picker = registerForActivityResult(ActivityResultContracts.PickVisualMedia()) { uri ->
+        if (uri != null) enhance(uri)
+    }
+
+    private val storagePermission = registerForActivityResult(ActivityResultContracts.RequestPermission()) { granted ->
+        if (granted) saveResult() else status.text = getString(R.string.status_save_permission)
+    }
+
+    override fun onCreate(savedInstanceState: Bundle?) {
+        super.onCreate(savedInstanceState)
+        setContentView(R.layout.activity_main)
+        status = findViewById(R.id.status)
+        compare = findViewById(R.id.compare)
+        pick = findViewById(R.id.pick)
+        save = findViewById(R.id.save)
+        png = findViewById(R.id.png)
+        exitMap = findViewById(R.id.exit_map)
+        splitBar = findViewById(R.id.split)
+
+        pick.setOnClickListener {
+            picker.launch(PickVisualMediaRequest(ActivityResultContracts.PickVisualMedia.SingleMimeType("image/jpeg")))
+        }
+        save.setOnClickListener { onSave() }
+        exitMap.setOnCheckedChangeListener { _, checked -> compare.showOverlay = checked }
+        splitBar.setOnSeekBarChangeListener(object : SeekBar.OnSeekBarChangeListener {
+            override fun onProgressChanged(bar: SeekBar, progress: Int, fromUser: Boolean) {
+                if (fromUser) compare.split = progress / bar.max.toFloat()
+            }
+
+            override fun onStartTrackingTouch(bar: SeekBar) {}
+            override fun onStopTrackingTouch(bar: SeekBar) {}
+        })
+        compare.onSplitChanged = { fraction -> splitBar.progress = (fraction * splitBar.max).toInt() }
+        status.text = getString(R.string.status_idle)
+    }
+
+    override fun onDestroy() {
+        super.onDestroy()
+        worker.execute {
+            model?.close()
+            model = null
+        }
+        worker.shutdown()
+    }
+
+    private fun setBusy(value: Boolean) {
+        busy = value
+        pick.isEnabled = !value
+        save.isEnabled = !value && enhanced != null
+    }
+
+    private fun post(text: String) = main.post { status.text = text }
+
+    /** Worker thread: the model, loaded and warmed up on first use. */
+    private fun enhancerOnWorker(): TiledEnhancer {
+        enhancer?.let { return it }
+        post(getString(R.string.status_loading))
+        val opened = LiteRtModel.open(this)
+        val meta = opened.model.meta
+        model = opened.model
+        val created = TiledEnhancer(
+            opened.model, opened.model, meta.thresholds, meta.overlap, ModelContract.DEFOCUS_OVERLAP,
+        )
+        enhancer = created
+        val note = opened.note?.let { "\n$it" } ?: ""
+        post(getString(R.string.status_loaded, opened.model.backend, opened.warmUpNanos / 1e9) + note)
+        return created
+    }
+
+    private fun enhance(uri: Uri) {
+        if (busy) return
+        setBusy(true)
+        sourceName = uri.lastPathSegment?.substringAfterLast('/')?.substringBeforeLast('.') ?: "photo"
+        status.text = getString(R.string.status_reading)
+        worker.execute {
+            try {
+                val bytes = PhotoIo.readBytes(this, uri)
+                val header = JpegHeaderParser.parse(bytes)
+                val orientation = PhotoIo.orientation(bytes)
+                val stored = PhotoIo.decodeStored(bytes, header)
+                val colorSpace = stored.colorSpace
+                val pixels = PhotoIo.toImage8(stored, header.isGrayscale)
+                stored.recycle()
+                val enhancer = enhancerOnWorker()
+                val started = System.nanoTime()
+                val result = enhancer.enhance(pixels, header) { done, total ->
+                    if (done % 16 == 0 || done == total) post(getString(R.string.status_progress, done, total))
+                }
+                val seconds = (System.nanoTime() - started) / 1e9
+                val before = PhotoIo.upright(pixels, orientation, colorSpace)
+                val after = PhotoIo.upright(result.image, orientation, colorSpace)
+                val overlay = exitOverlay(result, pixels.width, pixels.height, orientation)
+                val summary = summary(header.width, header.height, header.subsampling, seconds, result)
+                main.post { show(before, after, overlay, summary) }
+            } catch (e: JpegFormatException) {
+                done(getString(R.string.status_not_jpeg, e.message))
+            } catch (e: FileNotFoundException) {
+                done(getString(R.string.status_no_model, e.message))
+            } catch (e: OutOfMemoryError) {
+                done(getString(R.string.status_oom))
+            } catch (e: Exception) {
+                done(getString(R.string.status_failed, e.message ?: e.javaClass.simpleName))
+            }
+        }
+    }
+
+    /** Shows [message] and gives the buttons back (after an error or a save). */
+    private fun done(message: String) = main.post {
+        status.text = message
+        setBusy(false)
+    }
+
+    private fun show(before: Bitmap, after: Bitmap, overlay: Bitmap, summary: String) {
+        enhanced = after
+        compare.setImages(before, after, overlay)
+        compare.split = splitBar.progress / splitBar.max.toFloat()
+        exitMap.isEnabled = true
+        status.text = summary
+        setBusy(false)
+    }
+
+    private fun summary(width: Int, height: Int, subsampling: String, seconds: Double, result: EnhanceResult): String {
+        val exits = model?.exitCount ?: 1
+        val counts = result.exitCounts(exits).joinToString(" / ")
+        return getString(
+            R.string.status_done, width, height, subsampling, seconds, result.defocusNanos / 1e9, result.exitNanos / 1e9,
+            model?.backend ?: "?", counts,
+        )
+    }
+
+    /**
+     * The exit of each patch as a translucent colour, blue (exit 0, cheapest) to red (deepest),
+     * at a quarter of the photo's resolution (each 16x16 cell is 4x4 overlay pixels), upright.
+     */
+    private fun exitOverlay(result: EnhanceResult, width: Int, height: Int, orientation: Int): Bitmap {
+        val exits = maxOf(1, model?.exitCount ?: 1)
+        val palette = IntArray(exits) { e ->
+            val hue = if (exits == 1) 0f else 240f * (exits - 1 - e) / (exits - 1)
+            Color.HSVToColor(0x70, floatArrayOf(hue, 0.9f, 1f))
+        }
+        val cells = CellGrid.perCell(result.plan, result.exits)
+        val cellCols = CellGrid.cells(width)
+        val w = (width + 3) / 4
+        val h = (height + 3) / 4
+        val pixels = IntArray(w * h) { i ->
+            val cy = (i / w) * 4 / CellGrid.CELL
+            val cx = (i % w) * 4 / CellGrid.CELL
+            palette[cells[cy * cellCols + cx]]
+        }
+        val (uw, uh) = Orientation.uprightSize(w, h, orientation)
+        return Bitmap.createBitmap(Orientation.apply(pixels, w, h, orientation), uw, uh, Bitmap.Config.ARGB_8888)
+    }
+
+    private fun onSave() {
+        if (enhanced == null || busy) return
+        val needsPermission = Build.VERSION.SDK_INT < Build.VERSION_CODES.Q &&
+            ContextCompat.checkSelfPermission(this, Manifest.permission.WRITE_EXTERNAL_STORAGE) != PackageManager.PERMISSION_GRANTED
+        if (needsPermission) storagePermission.launch(Manifest.permission.WRITE_EXTERNAL_STORAGE) else saveResult()
+    }
+
+    private fun saveResult() {
+        val bitmap = enhanced ?: return
+        val asPng = png.isChecked
+        setBusy(true)
+        status.text = getString(R.string.status_saving)
+        worker.execute {
+            try {
+                val name = String.format(Locale.US, "%s_daqe_%d", sourceName, System.currentTimeMillis() / 1000)
+                val uri = PhotoIo.save(this, bitmap, asPng, name)
+                done(getString(R.string.status_saved, uri.toString()))
+            } catch (e: Exception) {
+                done(getString(R.string.status_failed, e.message ?: e.javaClass.simpleName))
+            }
+        }
+    }
+}
