@@ -28,7 +28,7 @@ class LiteRtModel private constructor(
     private val gpu: GpuDelegate?,
     val meta: ModelContract.Meta,
     /** What runs the model, for the UI: "GPU" or "CPU (XNNPACK, n threads)". */
-    val backend: String,
+    val backend: String
 ) : PatchModel, DefocusModel, Closeable {
     override val channels = meta.channels
     override val patchSize = meta.patch
@@ -67,7 +67,7 @@ class LiteRtModel private constructor(
         interpreter.runSignature(
             mapOf(ModelContract.INPUT_IMAGE to exitImage.bytes, ModelContract.INPUT_QMAP to exitQmap.bytes),
             mapOf(ModelContract.OUTPUT_ENHANCED to exitOut.bytes),
-            ModelContract.exitSignature(exit),
+            ModelContract.exitSignature(exit)
         )
         exitOut.read(out)
     }
@@ -79,7 +79,7 @@ class LiteRtModel private constructor(
         interpreter.runSignature(
             mapOf(ModelContract.INPUT_IMAGE to defocusImage.bytes, ModelContract.INPUT_QMAP to defocusQmap.bytes),
             mapOf(ModelContract.OUTPUT_DEFOCUS to defocusOut.bytes),
-            ModelContract.DEFOCUS_SIGNATURE,
+            ModelContract.DEFOCUS_SIGNATURE
         )
         defocusOut.read(out)
     }
@@ -97,7 +97,7 @@ class LiteRtModel private constructor(
                 interpreter.runSignature(
                     mapOf(ModelContract.INPUT_IMAGE to image, ModelContract.INPUT_QMAP to qmap),
                     mapOf(ModelContract.OUTPUT_DEFOCUS to defocusOut.bytes),
-                    ModelContract.DEFOCUS_SIGNATURE,
+                    ModelContract.DEFOCUS_SIGNATURE
                 )
             }
         }
@@ -107,7 +107,7 @@ class LiteRtModel private constructor(
                 interpreter.runSignature(
                     mapOf(ModelContract.INPUT_IMAGE to image, ModelContract.INPUT_QMAP to qmap),
                     mapOf(ModelContract.OUTPUT_ENHANCED to exitOut.bytes),
-                    ModelContract.exitSignature(exit),
+                    ModelContract.exitSignature(exit)
                 )
             }
         }
@@ -172,7 +172,7 @@ class LiteRtModel private constructor(
         }
 
         private fun create(
-            model: MappedByteBuffer, meta: ModelContract.Meta, gpu: GpuDelegate?, options: Interpreter.Options, backend: String,
+            model: MappedByteBuffer, meta: ModelContract.Meta, gpu: GpuDelegate?, options: Interpreter.Options, backend: String
         ): LiteRtModel {
             val interpreter = try {
                 Interpreter(model, options)

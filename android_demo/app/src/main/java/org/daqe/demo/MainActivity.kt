@@ -115,7 +115,7 @@ class MainActivity : AppCompatActivity() {
         val meta = opened.model.meta
         model = opened.model
         val created = TiledEnhancer(
-            opened.model, opened.model, meta.thresholds, meta.overlap, ModelContract.DEFOCUS_OVERLAP,
+            opened.model, opened.model, meta.thresholds, meta.overlap, ModelContract.DEFOCUS_OVERLAP
         )
         enhancer = created
         val note = opened.note?.let { "\n$it" } ?: ""
@@ -180,7 +180,7 @@ class MainActivity : AppCompatActivity() {
         val counts = result.exitCounts(exits).joinToString(" / ")
         return getString(
             R.string.status_done, width, height, subsampling, seconds, result.defocusNanos / 1e9, result.exitNanos / 1e9,
-            model?.backend ?: "?", counts,
+            model?.backend ?: "?", counts
         )
     }
 

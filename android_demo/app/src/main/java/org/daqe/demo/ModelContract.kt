@@ -63,7 +63,7 @@ object ModelContract {
             patch = o.getInt("patch"),
             overlap = o.getInt("overlap"),
             thresholds = FloatArray(t.length()) { t.getDouble(it).toFloat() },
-            channels = o.getInt("channels"),
+            channels = o.getInt("channels")
         )
     }
 

@@ -33,7 +33,7 @@ object PhotoIo {
     /** EXIF orientation 1..8 (1 when absent or unreadable). */
     fun orientation(bytes: ByteArray): Int = try {
         val value = ExifInterface(ByteArrayInputStream(bytes)).getAttributeInt(
-            ExifInterface.TAG_ORIENTATION, ExifInterface.ORIENTATION_NORMAL,
+            ExifInterface.TAG_ORIENTATION, ExifInterface.ORIENTATION_NORMAL
         )
         if (value in 1..8) value else 1
     } catch (e: IOException) {
