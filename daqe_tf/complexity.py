@@ -74,8 +74,8 @@ def _recording_macs(model):
 def count_macs(model, height: int, width: int, exit_index: int | None) -> int:
     """Multiply-accumulates of one forward pass of one ``height`` x ``width`` image through one exit.
 
-    ``model`` takes ``{"image", "qmap"}`` and ``exit_index`` like ``QGAUNet`` (``exit_index=None``
-    counts the all-exit call). Counts Conv2D (out_h*out_w*k_h*k_w*cin*cout/groups), Conv2DTranspose
+    ``model`` is any daqe_tf model family (``QGAUNet``, ``DAQENet``): it takes ``{"image", "qmap"}``
+    and ``exit_index`` (``exit_index=None`` counts the all-exit call). Counts Conv2D (out_h*out_w*k_h*k_w*cin*cout/groups), Conv2DTranspose
     (in_h*in_w*k_h*k_w*cin*cout) and Dense only; see the module docstring for what is left out.
     """
     inputs = {

@@ -34,18 +34,6 @@ def _model(texture, image_channels=3, **overrides):
     return model
 
 
-class _ByExit(keras.Model):
-    """``count_macs`` passes ``exit_index``; DAQENet takes it as ``cluster``."""
-
-    def __init__(self, daqe):
-        super().__init__()
-        self.daqe = daqe
-        self.image_channels, self.qmap_channels = daqe.image_channels, daqe.qmap_channels
-
-    def call(self, inputs, exit_index=None):
-        return self.daqe(inputs, cluster=exit_index)
-
-
 # --- DAQEBranch -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("takes_context", [False, True], ids=["first", "with-context"])
@@ -64,18 +52,20 @@ def test_branch_checks_its_inputs():
 # --- DAQENet ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("texture", TEXTURES)
-def test_cluster_call_equals_its_exit_of_the_all_exit_call(texture):
+def test_one_exit_call_equals_its_exit_of_the_all_exit_call(texture):
+    """Exit c serves cluster c; both families share ``exit_index``, ``num_exits``, ``stride``, ``image_channels``."""
     model = _model(texture)
+    assert (model.num_exits, model.image_channels) == (3, 3)
     inputs = _inputs()
     outputs = [np.asarray(o) for o in model(inputs)]
     assert len(outputs) == 3
     for output in outputs:
         assert output.shape == (2, 32, 32, 3) and np.isfinite(output).all()
     for c in range(3):
-        np.testing.assert_allclose(np.asarray(model(inputs, cluster=c)), outputs[c], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(model(inputs, cluster=-1)), outputs[2], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(model(inputs, exit_index=c)), outputs[c], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(model(inputs, exit_index=-1)), outputs[2], rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="out of range"):
-        model(inputs, cluster=3)
+        model(inputs, exit_index=3)
 
 
 @pytest.mark.parametrize("texture,stride", [("cnn", 16), ("transformer", 32)])
@@ -132,7 +122,7 @@ def test_transformer_texture_looks_across_the_batch_cnn_does_not():
     changed["image"][1] = 1.0 - changed["image"][1]
     for texture, shared in (("cnn", False), ("transformer", True)):
         model = _model(texture)
-        before, after = np.asarray(model(inputs, cluster=0)), np.asarray(model(changed, cluster=0))
+        before, after = np.asarray(model(inputs, exit_index=0)), np.asarray(model(changed, exit_index=0))
         assert (not np.array_equal(after[0], before[0])) == shared, texture
 
 
@@ -143,7 +133,7 @@ def test_fresh_exits_are_the_identity_then_image_plus_residual():
         np.testing.assert_array_equal(np.asarray(output), inputs["image"])
     bias = np.array([-0.25, 0.0, 0.5], "float32")
     model.heads[1].bias.assign(bias)
-    np.testing.assert_array_equal(np.asarray(model(inputs, cluster=1)), inputs["image"] + bias)
+    np.testing.assert_array_equal(np.asarray(model(inputs, exit_index=1)), inputs["image"] + bias)
 
 
 @pytest.mark.parametrize("texture", TEXTURES)
@@ -152,12 +142,12 @@ def test_save_load_round_trip_then_other_size(texture, tmp_path):
     loaded = run_model_saving_test(model, _inputs(), tmp_path)
     assert loaded.thresholds == [pytest.approx(0.3), pytest.approx(0.9)]
     other = _inputs(1, 24, 40)
-    np.testing.assert_allclose(np.asarray(loaded(other, cluster=1)), np.asarray(model(other, cluster=1)), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(loaded(other, exit_index=1)), np.asarray(model(other, exit_index=1)), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("texture", TEXTURES)
 def test_mixed_precision(texture):
-    run_mixed_precision_test(lambda: _model(texture), _inputs(2, 32, 32), (2, 32, 32, 3), call_kwargs={"cluster": 2}, output_dtype=None)
+    run_mixed_precision_test(lambda: _model(texture), _inputs(2, 32, 32), (2, 32, 32, 3), call_kwargs={"exit_index": 2}, output_dtype=None)
 
 
 def test_weight_paths_are_stable():
@@ -203,7 +193,7 @@ EXIT1_TAIL = 2 * 64 * 9 * 4 * 4 + 64 * 4 * 4 * 4 * 3
 
 def test_exit_costs_hand_counted():
     """Exit 1 runs branch 0 without its texture block and head, then branch 1 with its own."""
-    model = _ByExit(_model("cnn"))
+    model = _model("cnn")
     assert count_macs(model, 32, 32, 0) == BRANCH0 + EXIT0_TAIL == 134_464
     assert count_macs(model, 32, 32, 1) == BRANCH0 + BRANCH1 + EXIT1_TAIL == 199_744
     assert count_macs(model, 32, 32, 1) < count_macs(model, 32, 32, 2)
@@ -213,7 +203,7 @@ def test_default_config_budget_against_qga_unet():
     """Deepest exit about QGAUNet's cost (+-10 %), exit 0 at most 40 % of it."""
     reference = build_model("qga_unet", 3, widths=[48, 64, 96, 128], encoder_blocks=[2, 2, 2], decoder_blocks=[2, 1], stem_stride=2)
     budget = macs_per_pixel(reference, -1, size=64)
-    model = _ByExit(build_model("daqe", 3))
+    model = build_model("daqe", 3)
     costs = [macs_per_pixel(model, c, size=64) for c in range(3)]
     assert costs[0] < costs[1] < costs[2]
     assert abs(costs[2] / budget - 1) < 0.1

@@ -48,10 +48,11 @@ class DAQENet(keras.Model):
         thresholds: N - 1 ascending log1p(sigma) patch-defocus thresholds (``fit_thresholds``).
         defocus_widths, defocus_blocks: ``DefocusHead`` levels.
 
-    ``call({"image", "qmap"}, cluster=None)``: image in [0, 1] (B, H, W, C), Q-map (B, H, W, 1
-    or 2). Returns the list of all N exits (exit m with cluster m's texture module), or only
-    exit ``cluster`` (branches 0..cluster run). Any H, W of at least ``stride / 2`` (8 px, or 32 px
-    for the "transformer" texture with 64 px patches); padded inside at the bottom/right.
+    ``call({"image", "qmap"}, exit_index=None)``, as ``QGAUNet``: image in [0, 1] (B, H, W, C),
+    Q-map (B, H, W, 1 or 2). Returns the list of all N exits (exit m with cluster m's texture
+    module), or only exit ``exit_index`` (branches 0..exit_index run); exit c serves cluster c.
+    Any H, W of at least ``stride / 2`` (8 px, or 32 px for the "transformer" texture with 64 px
+    patches); padded inside at the bottom/right.
     Routing: ``cluster_map`` (or ``defocus`` + ``clusters.assign_clusters``).
     """
 
@@ -125,6 +126,11 @@ class DAQENet(keras.Model):
                 )
             )
 
+    @property
+    def num_exits(self) -> int:
+        """Exits, one per cluster (the name both model families share)."""
+        return self.num_clusters
+
     def branch_scale(self, branch: int) -> int:
         """Input pixels per pixel side of ``branch``."""
         return self.stem_stride * 2 ** (self.num_clusters - 1 - branch)
@@ -169,11 +175,11 @@ class DAQENet(keras.Model):
             return inputs["image"], inputs["qmap"]
         return inputs[0], inputs[1]
 
-    def call(self, inputs, cluster=None):
+    def call(self, inputs, exit_index=None):
         image, qmap = self._split(inputs)
-        if cluster is not None and not -self.num_clusters <= cluster < self.num_clusters:
-            raise ValueError(f"cluster {cluster} out of range for {self.num_clusters} clusters")
-        last = self.num_clusters - 1 if cluster is None else cluster % self.num_clusters
+        if exit_index is not None and not -self.num_exits <= exit_index < self.num_exits:
+            raise ValueError(f"exit_index {exit_index} out of range for {self.num_exits} exits")
+        last = self.num_exits - 1 if exit_index is None else exit_index % self.num_exits
         height, width = ops.shape(image)[1], ops.shape(image)[2]
         image_p = pad_to_multiple(image, self.stride)
         qmap_p = pad_to_multiple(qmap, self.stride)
@@ -182,10 +188,10 @@ class DAQENet(keras.Model):
         for m in range(last + 1):
             features = self.branches[m]([image_p, qmap_p, *context])
             context = [features]
-            if cluster is None or m == last:
+            if exit_index is None or m == last:
                 residual = self.heads[m](self.textures[m](features))
                 outputs.append(crop_to(image_p + residual, height, width))
-        return outputs if cluster is None else outputs[0]
+        return outputs if exit_index is None else outputs[0]
 
     def defocus(self, inputs):
         """Predicted log1p(blur sigma) per defocus cell, (B, ceil(H/16), ceil(W/16), 1)."""
