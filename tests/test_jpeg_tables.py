@@ -86,3 +86,11 @@ def test_qmap_normalisation_range():
     q10 = qmap_from_tables(*tables_for_quality(10), 8, 8, "4:4:4").mean()
     q90 = qmap_from_tables(*tables_for_quality(90), 8, 8, "4:4:4").mean()
     assert 0 < q90 < 0.5 < q10 <= 1.0
+
+
+def test_window_qmap_equals_crop_of_whole_qmap():
+    luma, chroma = tables_for_quality(20)
+    for subsampling in ("4:2:0", "4:1:1", "4:2:2"):
+        whole = qmap_from_tables(luma, chroma, 64, 96, subsampling)
+        window = qmap_from_tables(luma, chroma, 32, 48, subsampling, origin=(16, 48))
+        np.testing.assert_array_equal(window, whole[16:48, 48:96])

@@ -87,10 +87,14 @@ def compiled_forward(model, exit_index: int) -> Callable:
 
 
 def _compile(model, exit_index: int) -> Callable:
-    import keras
+    from daqe_tf.inference.litert_runner import LiteRTModel
 
     def forward(image, qmap):
         return model({"image": image, "qmap": qmap}, exit_index=exit_index)
+
+    if isinstance(model, LiteRTModel):
+        return forward  # already compiled; and no Keras on a LiteRT-only install
+    import keras
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
@@ -116,7 +120,7 @@ def _model_runner(model, evidence: JpegEvidence, exit_index: int, image_channels
 
     def run(window: np.ndarray, tile: Tile) -> np.ndarray:
         h, w = window.shape[:2]
-        qmap = qmap_from_tables(evidence.luma_table, chroma, h, w, subsampling)
+        qmap = qmap_from_tables(evidence.luma_table, chroma, h, w, subsampling, origin=(tile.y0, tile.x0))
         image = window.astype(np.float32).reshape(1, h, w, -1) / 255.0
         return np.asarray(forward(image, qmap[None]))[0]
 
@@ -163,8 +167,8 @@ def enhance(
 ) -> EnhanceResult:
     """Enhance a JPEG given as a path, bytes, PIL image or uint8 array.
 
-    ``model``: a loaded model, a ``.keras`` path, or None for the shipped
-    default matching the image (grayscale stays grayscale). ``exit_index``
+    ``model``: a loaded model, a ``.keras`` or ``.tflite`` (LiteRT) path, or None
+    for the shipped default matching the image (grayscale stays grayscale). ``exit_index``
     picks speed (0) versus quality (-1, the deepest exit).
     """
     from daqe_tf.inference.models import load_model

@@ -19,12 +19,19 @@ def normalize_steps(steps: np.ndarray) -> np.ndarray:
     return (np.log2(np.maximum(np.asarray(steps, dtype=np.float32), 1.0)) / 8.0).astype(np.float32)
 
 
-def step_map(table: np.ndarray, height: int, width: int, factors: tuple[int, int] = (1, 1)) -> np.ndarray:
-    """HxW raw steps of one table, for a component subsampled by ``factors`` (v, h)."""
+def step_map(
+    table: np.ndarray, height: int, width: int, factors: tuple[int, int] = (1, 1), origin: tuple[int, int] = (0, 0)
+) -> np.ndarray:
+    """HxW raw steps of one table, for a component subsampled by ``factors`` (v, h).
+
+    ``origin`` is the window's top-left pixel in the whole image, so a tile's
+    map matches the whole image's even where a chroma block spans more than
+    the tile grid (4:1:1 chroma blocks are 32 px wide).
+    """
     table = np.asarray(table, dtype=np.float32).reshape(8, 8)
     sv, sh = factors
-    rows = (np.arange(height) // sv) % 8
-    cols = (np.arange(width) // sh) % 8
+    rows = ((origin[0] + np.arange(height)) // sv) % 8
+    cols = ((origin[1] + np.arange(width)) // sh) % 8
     return table[rows[:, None], cols[None, :]]
 
 
@@ -34,11 +41,15 @@ def qmap_from_tables(
     height: int,
     width: int,
     subsampling: str = "4:2:0",
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
-    """Normalised Q-map, HxWx1 for grayscale (``chroma_table`` None) or HxWx2 (luma, chroma)."""
-    maps = [step_map(luma_table, height, width)]
+    """Normalised Q-map, HxWx1 for grayscale (``chroma_table`` None) or HxWx2 (luma, chroma).
+
+    ``origin``: top-left pixel of the window in the whole image (see ``step_map``).
+    """
+    maps = [step_map(luma_table, height, width, origin=origin)]
     if chroma_table is not None:
         if subsampling not in SUBSAMPLING_FACTORS:
             raise ValueError(f"unsupported subsampling {subsampling!r}")
-        maps.append(step_map(chroma_table, height, width, SUBSAMPLING_FACTORS[subsampling]))
+        maps.append(step_map(chroma_table, height, width, SUBSAMPLING_FACTORS[subsampling], origin))
     return normalize_steps(np.stack(maps, axis=-1))
