@@ -27,6 +27,9 @@ class TrainConfig:
     ema_momentum: float = 0.995
     loss: str = "l2"
     exit_weights: tuple = ()
+    cluster_exit_weight: float = 1.0  # DAQE: extra weight on the exit of each batch's own cluster
+    defocus_loss_weight: float = 1.0  # DAQE: weight of the defocus head's L1 on cell targets
+    label_cache_dir: str = "data_cache/defocus"  # DAQE: pseudo-label cache
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 250

@@ -7,6 +7,7 @@ the step here is ``strategy.run`` + ``tf.nn.compute_average_loss``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -15,8 +16,8 @@ import numpy as np
 
 from train import checkpoint
 from train.config import TrainConfig
-from train.data import PairSampler, list_images, load_images
-from train.losses import deep_supervision_loss
+from train.data import ClusterPairSampler, PairSampler, list_images, load_images
+from train.losses import deep_supervision_loss, defocus_loss
 
 
 def default_exit_weights(num_exits: int) -> tuple:
@@ -66,6 +67,8 @@ class Trainer:
         self.is_chief = is_chief
         self.run_dir = Path(cfg.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.images = None
+        self.defocus = None  # DAQE: pseudo-label sigma maps and crop candidates
         with self.strategy.scope():
             self.model = build_model(cfg.family, cfg.image_channels, **cfg.model_config)
             schedule = keras.optimizers.schedules.CosineDecay(
@@ -85,6 +88,8 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
         self.exit_weights = cfg.exit_weights or default_exit_weights(self.model.num_exits)
         self.state = {"batch_index": 0, "best_val_psnr_gain": None, "train_seconds": 0.0}
+        if cfg.family == "daqe":
+            self._prepare_defocus_labels()
         found = checkpoint.latest(self.run_dir)
         if found is not None:
             self.state = checkpoint.restore(found, self.model, self.optimizer)
@@ -95,12 +100,50 @@ class Trainer:
             cfg.save(self.run_dir / "config.json")
 
     def _config_changes(self) -> dict:
-        """Settings that differ from the run folder's saved config (a resume may change them)."""
+        """Settings that differ from the run folder's saved config (a resume may change them).
+
+        A setting the saved config predates counts only when it differs from its default.
+        """
         path = self.run_dir / "config.json"
         if not path.is_file():
             return {}
         before, now = json.loads(path.read_text()), json.loads(json.dumps(self.cfg.to_dict()))
-        return {k: [before.get(k), v] for k, v in now.items() if before.get(k) != v}
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+        return {k: [before.get(k), v] for k, v in now.items()
+                if (before[k] != v if k in before else k not in defaults or defaults[k] != v)}
+
+    # --- DAQE pseudo labels ------------------------------------------------------
+    def _training_images(self) -> list:
+        if self.images is None:
+            cfg = self.cfg
+            self.images = load_images(list_images(cfg.train_data, cfg.data_root), cfg.grayscale, cfg.patch_size)
+            self.log(f"{len(self.images)} training images loaded")
+        return self.images
+
+    def _prepare_defocus_labels(self):
+        """Sigma maps of the training images (cached), their grid crops, and cluster thresholds.
+
+        Thresholds not given in ``model_config`` are quantiles of the crops' pseudo-label defocus
+        (equal cluster shares) and are written into the model config, so the saved config and
+        every ``.keras`` file carry them. After training, ``python -m train.fit_thresholds``
+        refits them on the head's predictions, which is what inference clusters by.
+        """
+        from daqe_tf.models.daqe import fit_thresholds
+        from train.defocus_labels import candidate_table, defocus_labels
+
+        cfg, model = self.cfg, self.model
+        if cfg.patch_size != model.patch_size:
+            raise ValueError(f"--patch_size {cfg.patch_size} must equal the DAQE model's patch_size "
+                             f"{model.patch_size}: the training crops are the patches that clusters route")
+        images = self._training_images()
+        every = max(1, len(images) // 10)
+        report = lambda done, total: done % every == 0 and print(f"defocus labels: {done}/{total} images", flush=True)  # noqa: E731
+        maps = defocus_labels(images, cfg.label_cache_dir, progress=report)
+        candidates = candidate_table(maps, cfg.patch_size)
+        if "thresholds" not in cfg.model_config:
+            model.thresholds = fit_thresholds(candidates["defocus"], model.num_clusters)
+            cfg.model_config = {**cfg.model_config, "thresholds": model.thresholds}
+        self.defocus = {"maps": maps, "candidates": candidates}
 
     @property
     def step(self) -> int:
@@ -130,15 +173,25 @@ class Trainer:
     def make_dataset(self):
         tf = self.tf
         cfg = self.cfg
-        images = load_images(list_images(cfg.train_data, cfg.data_root), cfg.grayscale, cfg.patch_size)
-        self.log(f"{len(images)} training images loaded")
-        self.sampler = PairSampler(images, cfg.patch_size, cfg.batch_size, cfg.degradation, cfg.seed, self.state["batch_index"])
+        images = self._training_images()
         c, q = cfg.image_channels, self.model.qmap_channels
         p = cfg.patch_size
         spec = (
             {"image": tf.TensorSpec((None, p, p, c), tf.float32), "qmap": tf.TensorSpec((None, p, p, q), tf.float32)},
             tf.TensorSpec((None, p, p, c), tf.float32),
         )
+        if self.defocus is None:
+            self.sampler = PairSampler(images, p, cfg.batch_size, cfg.degradation, cfg.seed, self.state["batch_index"])
+        else:
+            self.sampler = ClusterPairSampler(
+                images, self.defocus["maps"], self.defocus["candidates"], self.model.thresholds, p, cfg.batch_size,
+                cfg.degradation, cfg.seed, self.state["batch_index"],
+            )
+            cells = p // self.model.defocus_head.cell_size
+            spec += ({"defocus": tf.TensorSpec((None, cells, cells, 1), tf.float32), "cluster": tf.TensorSpec((None,), tf.int32)},)
+            shares = [int(m.size) for m in self.sampler.members]
+            self.log(f"clusters: thresholds {np.round(self.model.thresholds, 4).tolist()}, crops per cluster {shares}",
+                     kind="clusters", thresholds=self.model.thresholds, crops_per_cluster=shares)
         dataset = tf.data.Dataset.from_generator(lambda: self.sampler, output_signature=spec).prefetch(8)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -148,22 +201,30 @@ class Trainer:
     def make_train_step(self):
         tf = self.tf
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
-        global_batch = self.cfg.batch_size
-        weights, kind = self.exit_weights, self.cfg.loss
+        cfg = self.cfg
+        global_batch = cfg.batch_size
+        weights, kind = self.exit_weights, cfg.loss
 
-        def replica_step(inputs, target):
+        def replica_step(inputs, target, labels=None):
+            """Deep supervision over every exit; with DAQE labels, extra weight on each example's
+            cluster exit and the defocus head's L1 (last entry of the returned per-exit terms)."""
             with tf.GradientTape() as tape:
                 outputs = model(inputs, training=True)
-                per_example, per_exit = deep_supervision_loss(target, outputs, weights, kind)
+                own_exit = None if labels is None else labels["cluster"]
+                per_example, terms = deep_supervision_loss(target, outputs, weights, kind, own_exit, cfg.cluster_exit_weight)
+                if labels is not None:
+                    head_l1 = defocus_loss(model.defocus(inputs), labels["defocus"])
+                    per_example = per_example + cfg.defocus_loss_weight * head_l1
+                    terms = terms + [tf.reduce_mean(head_l1)]
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
             grads = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss, tf.stack(per_exit)
+            return loss, tf.stack(terms)
 
         @tf.function
         def train_step(iterator):
-            inputs, target = next(iterator)
-            loss, per_exit = strategy.run(replica_step, args=(inputs, target))
+            batch = next(iterator)
+            loss, per_exit = strategy.run(replica_step, args=batch)
             return (
                 strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
                 strategy.reduce(tf.distribute.ReduceOp.MEAN, per_exit, axis=None),
@@ -218,9 +279,13 @@ class Trainer:
             if step % cfg.log_every == 0:
                 mean = np.mean(losses, axis=0)
                 lr = float(self.optimizer.learning_rate.numpy()) if hasattr(self.optimizer.learning_rate, "numpy") else None
+                record = {"loss_per_exit": mean[: self.model.num_exits].tolist()}
+                if self.defocus is not None:
+                    record["defocus_l1"] = float(mean[-1])
+                extra = f" defocus L1 {record['defocus_l1']:.4f}" if self.defocus is not None else ""
                 self.log(
-                    f"step {step} loss/exit {np.round(mean, 5).tolist()} lr {lr:.2e} {elapsed / 60:.1f} min",
-                    kind="train", step=step, loss_per_exit=mean.tolist(), lr=lr, train_seconds=elapsed,
+                    f"step {step} loss/exit {np.round(mean[: self.model.num_exits], 5).tolist()}{extra} lr {lr:.2e} {elapsed / 60:.1f} min",
+                    kind="train", step=step, **record, lr=lr, train_seconds=elapsed,
                 )
                 losses = []
             last = step >= cfg.steps or (cfg.time_limit_minutes and time.time() - session_start > cfg.time_limit_minutes * 60)

@@ -4,6 +4,8 @@ Example:
     python -m train.main --train_data /data/train --val_data /data/val \
         --run_dir runs/color --steps 20000
 
+    python -m train.main --family daqe --texture cnn --patch_size 64 ...   # defocus-aware DAQENet
+
 Running the same command again resumes from the run folder's last checkpoint.
 """
 from __future__ import annotations
@@ -20,7 +22,8 @@ flags.DEFINE_string("run_dir", None, "Run folder: config, log, checkpoints, .ker
 flags.DEFINE_string("train_data", None, "Folder of training images, or a text file listing them.", required=True)
 flags.DEFINE_string("data_root", None, "Root for relative paths inside list files (default: the list's folder).")
 flags.DEFINE_string("val_data", None, "Folder or list of held-out images for validation (never an evaluation set).")
-flags.DEFINE_enum("family", "qga_unet", ["qga_unet"], "Model family.")
+flags.DEFINE_enum("family", "qga_unet", ["qga_unet", "daqe"], "Model family.")
+flags.DEFINE_enum("texture", None, ["cnn", "transformer"], "DAQE texture module (written into model_config).")
 flags.DEFINE_bool("grayscale", False, "Train a grayscale (Y) model instead of RGB.")
 flags.DEFINE_string("model_config", "{}", "JSON dict of model constructor arguments.")
 flags.DEFINE_integer("steps", 20000, "Total optimizer steps (the LR schedule spans them).")
@@ -32,6 +35,9 @@ flags.DEFINE_integer("warmup_steps", 200, "Linear warm-up steps.")
 flags.DEFINE_float("ema_momentum", 0.995, "EMA of weights for validation and saved models (0 = off).")
 flags.DEFINE_enum("loss", "l2", ["l1", "charbonnier", "l2"], "Pixel loss (L2 learns fastest for PSNR).")
 flags.DEFINE_list("exit_weights", [], "Deep-supervision weight per exit (default: 0.5..1).")
+flags.DEFINE_float("cluster_exit_weight", 1.0, "DAQE: extra loss weight on the exit of each batch's own cluster.")
+flags.DEFINE_float("defocus_loss_weight", 1.0, "DAQE: weight of the defocus head's L1 on pseudo-label cells.")
+flags.DEFINE_string("label_cache_dir", "data_cache/defocus", "DAQE: cache folder of the defocus pseudo labels.")
 flags.DEFINE_integer("quality_min", 10, "Lowest training JPEG quality.")
 flags.DEFINE_integer("quality_max", 90, "Highest training JPEG quality.")
 flags.DEFINE_float("quality_low_bias", 0.5, "0 = uniform QF; towards 1 = mostly low QF.")
@@ -46,6 +52,11 @@ flags.DEFINE_integer("threads", 0, "CPU threads for TensorFlow ops (0 = TensorFl
 
 
 def config_from_flags() -> TrainConfig:
+    model_config = json.loads(FLAGS.model_config)
+    if FLAGS.texture is not None:
+        if FLAGS.family != "daqe":
+            raise app.UsageError("--texture is a DAQE setting (--family daqe)")
+        model_config["texture"] = FLAGS.texture
     return TrainConfig(
         run_dir=FLAGS.run_dir,
         train_data=FLAGS.train_data,
@@ -53,7 +64,7 @@ def config_from_flags() -> TrainConfig:
         data_root=FLAGS.data_root,
         family=FLAGS.family,
         grayscale=FLAGS.grayscale,
-        model_config=json.loads(FLAGS.model_config),
+        model_config=model_config,
         steps=FLAGS.steps,
         batch_size=FLAGS.batch_size,
         patch_size=FLAGS.patch_size,
@@ -63,6 +74,9 @@ def config_from_flags() -> TrainConfig:
         ema_momentum=FLAGS.ema_momentum,
         loss=FLAGS.loss,
         exit_weights=tuple(float(w) for w in FLAGS.exit_weights),
+        cluster_exit_weight=FLAGS.cluster_exit_weight,
+        defocus_loss_weight=FLAGS.defocus_loss_weight,
+        label_cache_dir=FLAGS.label_cache_dir,
         seed=FLAGS.seed,
         log_every=FLAGS.log_every,
         checkpoint_every=FLAGS.checkpoint_every,

@@ -1,0 +1,163 @@
+"""DAQE training: pseudo labels cropped with their patch, cluster-aware batches, the loss, a few steps, threshold refit."""
+import functools
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from daqe_tf.models.daqe import assign_clusters, defocus_cell_targets
+from tests.helpers import natural_image
+from train.config import TrainConfig
+from train.data import ClusterPairSampler
+from train.defocus_labels import candidate_table, crop_with_labels, defocus_labels, patch_candidates
+from train.degradations import DegradationConfig
+
+TINY_DAQE = {
+    "widths": [4, 4, 8, 8], "encoder_blocks": [1, 1, 1], "bottleneck_blocks": [1, 1, 1], "decoder_blocks": [1, 0, 0],
+    "patch_size": 32, "key_dim": 4, "defocus_widths": [4, 4, 4, 4], "defocus_blocks": [1, 1, 1, 1],
+}
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """Three small images, one of them blurred on its left half so the clusters differ."""
+    folder = tmp_path_factory.mktemp("daqe_images")
+    for i in range(3):
+        image = natural_image(64, 96, seed=10 + i)
+        if i == 0:
+            image[:, :48] = np.asarray(Image.fromarray(image[:, :48]).resize((12, 16)).resize((48, 64), Image.BILINEAR))
+        Image.fromarray(image).save(folder / f"img{i}.png")
+    return folder
+
+
+def test_crop_and_label_map_share_window_and_dihedral_transform():
+    """The label map is the image scaled, so its cell targets must be those of the transformed patch."""
+    image = np.random.default_rng(0).integers(0, 256, (64, 80), dtype=np.uint8)
+    sigma = image.astype(np.float32) / 32.0
+    seen = set()
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        patch, cells = crop_with_labels(rng, image, sigma, 16, 32, 32)
+        assert patch.shape == (32, 32) and cells.shape == (2, 2, 1) and cells.dtype == np.float32
+        np.testing.assert_allclose(cells[..., 0], defocus_cell_targets(patch.astype(np.float32) / 32.0), rtol=1e-6)
+        seen.add(patch.tobytes())
+    assert len(seen) == 8  # all eight flips/rotations of the same crop
+
+
+def test_candidates_carry_the_defocus_their_crop_gets():
+    rng = np.random.default_rng(1)
+    sigma = rng.uniform(0, 4, (70, 100)).astype(np.float32)
+    ys, xs, values = patch_candidates(sigma, 32)
+    assert len(ys) == (70 // 16 - 1) * (100 // 16 - 1)  # whole cells only: 3 x 5 positions
+    assert (ys % 16 == 0).all() and (xs % 16 == 0).all() and (ys + 32 <= 70).all() and (xs + 32 <= 100).all()
+    image = np.zeros((70, 100), np.uint8)
+    for y, x, value in zip(ys, xs, values):
+        _, cells = crop_with_labels(rng, image, sigma, int(y), int(x), 32)
+        assert cells.mean() == pytest.approx(float(value), rel=1e-5)
+    assert patch_candidates(sigma[:20], 32)[0].size == 0
+
+
+def test_labels_are_computed_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    import daqe_tf.defocus.cache as cache_module
+
+    images = [natural_image(40, 48, seed=s) for s in range(2)]
+    first = defocus_labels(images, tmp_path)
+    assert [m.shape for m in first] == [(40, 48), (40, 48)] and first[0].dtype == np.float16
+    @functools.wraps(cache_module.estimate_defocus_map)  # same signature: the cache key binds its settings
+    def refuse(*args, **kwargs):
+        pytest.fail("recomputed a cached map")
+
+    monkeypatch.setattr(cache_module, "estimate_defocus_map", refuse)
+    second = defocus_labels(images, tmp_path)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cluster_batches_hold_one_cluster_and_cycle_over_all():
+    rng = np.random.default_rng(2)
+    images = [natural_image(64, 96, seed=s) for s in range(2)]
+    maps = [rng.uniform(0, 6, (64, 96)).astype(np.float16) for _ in images]
+    candidates = candidate_table(maps, 32)
+    thresholds = [float(np.quantile(candidates["defocus"], 1 / 3)), float(np.quantile(candidates["defocus"], 2 / 3))]
+    sampler = ClusterPairSampler(images, maps, candidates, thresholds, 32, 4, DegradationConfig(), seed=5)
+    assert sampler.cluster_order == [0, 1, 2]
+    for index in range(6):
+        inputs, target, labels = sampler.batch(index)
+        assert inputs["image"].shape == target.shape == (4, 32, 32, 3) and inputs["qmap"].shape == (4, 32, 32, 2)
+        assert labels["defocus"].shape == (4, 2, 2, 1) and labels["cluster"].dtype == np.int32
+        assert (labels["cluster"] == index % 3).all()
+        patch_defocus = labels["defocus"].mean(axis=(1, 2, 3))
+        assert (assign_clusters(patch_defocus, thresholds) == index % 3).all()
+    again = ClusterPairSampler(images, maps, candidates, thresholds, 32, 4, DegradationConfig(), seed=5, start_batch=4)
+    np.testing.assert_array_equal(next(again)[2]["defocus"], sampler.batch(4)[2]["defocus"])
+    skipped = ClusterPairSampler(images, maps, candidates, [-2.0, -1.0], 32, 4, DegradationConfig())
+    assert skipped.cluster_order == [0]  # all above both thresholds: the empty clusters are skipped
+
+
+def test_own_cluster_exit_gets_the_extra_weight():
+    from train.losses import deep_supervision_loss, pixel_loss
+
+    rng = np.random.default_rng(3)
+    target = rng.uniform(0, 1, (2, 8, 8, 1)).astype("float32")
+    outputs = [target + rng.normal(0, s, target.shape).astype("float32") for s in (0.3, 0.2, 0.1)]
+    per_exit = np.stack([np.asarray(pixel_loss(target, o, "l2")) for o in outputs])  # (exits, batch)
+    weights = (0.5, 0.75, 1.0)
+    total, _ = deep_supervision_loss(target, outputs, weights, "l2", own_exit=np.array([0, 2], np.int32), own_exit_weight=2.0)
+    expected = np.asarray(weights) @ per_exit + 2.0 * np.array([per_exit[0, 0], per_exit[2, 1]])
+    np.testing.assert_allclose(np.asarray(total), expected, rtol=1e-5)
+    plain, _ = deep_supervision_loss(target, outputs, weights, "l2")
+    np.testing.assert_allclose(np.asarray(plain), np.asarray(weights) @ per_exit, rtol=1e-5)
+
+
+def _config(run_dir, image_folder, steps, **overrides):
+    settings = dict(
+        run_dir=str(run_dir), train_data=str(image_folder), val_data=str(image_folder), family="daqe",
+        model_config=dict(TINY_DAQE), steps=steps, batch_size=2, patch_size=32, warmup_steps=1,
+        log_every=2, checkpoint_every=4, eval_every=4, eval_crop=64, eval_images=1, eval_qualities=(10,),
+        label_cache_dir=str(run_dir.parent / "labels"),
+    )
+    return TrainConfig(**{**settings, **overrides})
+
+
+def test_daqe_trains_with_fitted_thresholds_and_defocus_loss_then_resumes(tmp_path, image_folder):
+    import keras
+
+    from train.loop import Trainer
+    from train.losses import defocus_loss
+
+    run_dir = tmp_path / "daqe"
+    trainer = Trainer(_config(run_dir, image_folder, steps=4, learning_rate=1e-2))
+    thresholds = trainer.model.thresholds
+    assert len(thresholds) == 2 and thresholds[0] < thresholds[1]
+    fixed = ClusterPairSampler(trainer.images, trainer.defocus["maps"], trainer.defocus["candidates"], thresholds, 32, 4,
+                               DegradationConfig(), seed=99)
+    inputs, _, labels = fixed.batch(0)
+    head_l1 = lambda: float(np.mean(defocus_loss(trainer.model.defocus(inputs), labels["defocus"])))  # noqa: E731
+    before = head_l1()
+    trainer.run()
+    assert head_l1() < before  # the head is trained on the cell targets
+
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["model_config"]["thresholds"] == pytest.approx(thresholds)
+    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    clusters = next(r for r in records if r["kind"] == "clusters")
+    assert all(n > 0 for n in clusters["crops_per_cluster"])
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [2, 4]
+    assert all(len(r["loss_per_exit"]) == 3 and r["defocus_l1"] > 0 for r in train)
+    assert any(r["kind"] == "val" and "q10_exit2" in r["gains"] for r in records)
+    model = keras.models.load_model(run_dir / "final.keras", safe_mode=True)
+    assert type(model).__name__ == "DAQENet" and model.thresholds == pytest.approx(thresholds)
+
+    resumed = Trainer(_config(run_dir, image_folder, steps=6, learning_rate=1e-2))
+    assert resumed.step == 4 and resumed.model.thresholds == pytest.approx(thresholds)
+    resume = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if '"resume"' in line]
+    assert resume and "model_config" not in resume[-1]["changed"]  # the same thresholds were refitted
+
+
+def test_patch_size_must_match_the_model(tmp_path, image_folder):
+    from train.loop import Trainer
+
+    with pytest.raises(ValueError, match="patch_size"):
+        Trainer(_config(tmp_path / "bad", image_folder, steps=1, patch_size=48))
