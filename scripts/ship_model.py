@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     card = f"""# {args.name}
 
 {type(model).__name__}, {'grayscale (Y)' if model.image_channels == 1 else 'RGB'}, {model.count_params():,} parameters, {size_mb:.1f} MB file.
-Model config: `{json.dumps(model.get_config().get('widths') and {k: v for k, v in model.get_config().items() if k not in ('name', 'trainable', 'dtype')})}`
+Model config: `{json.dumps({k: v for k, v in model.get_config().items() if k not in ('name', 'trainable', 'dtype')})}`
 
 MACs per pixel by exit (convolutions, 256×256 input): {', '.join(f'exit {k}: {m / 1e3:.1f} k' for k, m in enumerate(macs))}.
 
