@@ -1,6 +1,8 @@
-"""Whole-image enhancement: file -> tables + Q-map -> model per tile -> image.
+"""Whole-image enhancement: file -> tables + Q-map -> model per tile (or per routed patch) -> image.
 
-``enhance`` is the one call behind the Python API and the CLI. The JPEG's own
+``enhance`` is the one call behind the Python API and the CLI, for both model families:
+QGAUNet runs tiles through one exit, DAQE models route patches to exits by predicted
+defocus (``daqe_tf.inference.routing``). The JPEG's own
 tables drive the Q-map; pixels without a JPEG file get a blind estimate (and
 the result says so). Work happens in the stored orientation, where the block
 grid is, and EXIF orientation is applied to the result.
@@ -13,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from daqe_tf.inference.routing import Routing, enhance_routed, is_defocus_aware
 from daqe_tf.inference.tiling import Tile, enhance_tiled
 from daqe_tf.io import ImageInputError, LoadedImage, apply_orientation, load_image
 from daqe_tf.jpeg.blind import estimate_quality_from_pixels
@@ -44,8 +47,12 @@ class JpegEvidence:
 class EnhanceResult:
     pixels: np.ndarray  # uint8, display orientation (EXIF applied)
     evidence: JpegEvidence
-    exit_index: int
+    exit_index: int | None  # None: a DAQE model chose an exit per patch (see ``routing``)
     source: LoadedImage
+    routing: Routing | None = None  # DAQE models: patch plan, exit per patch, defocus map (stored orientation)
+
+    def describe_exits(self) -> str:
+        return self.routing.describe() if self.routing is not None else f"exit {self.exit_index}"
 
 
 def jpeg_evidence(loaded: LoadedImage) -> JpegEvidence:
@@ -80,17 +87,23 @@ def compiled_forward(model, exit_index: int) -> Callable:
     Eager Keras calls pay Python overhead per layer; tiles mostly share one
     shape, so a compiled function is traced a handful of times per model.
     """
+    return _compiled(model, exit_index, lambda image, qmap: model({"image": image, "qmap": qmap}, exit_index=exit_index))
+
+
+def compiled_defocus(model) -> Callable:
+    """``model.defocus(inputs)`` (DAQE's defocus head) compiled like ``compiled_forward``."""
+    return _compiled(model, "defocus", lambda image, qmap: model.defocus({"image": image, "qmap": qmap}))
+
+
+def _compiled(model, key, forward: Callable) -> Callable:
     cache = _COMPILED.setdefault(model, {})
-    if exit_index not in cache:
-        cache[exit_index] = _compile(model, exit_index)
-    return cache[exit_index]
+    if key not in cache:
+        cache[key] = _compile(model, forward)
+    return cache[key]
 
 
-def _compile(model, exit_index: int) -> Callable:
+def _compile(model, forward: Callable) -> Callable:
     from daqe_tf.inference.litert_runner import LiteRTModel
-
-    def forward(image, qmap):
-        return model({"image": image, "qmap": qmap}, exit_index=exit_index)
 
     if isinstance(model, LiteRTModel):
         return forward  # already compiled; and no Keras on a LiteRT-only install
@@ -108,19 +121,25 @@ def _compile(model, exit_index: int) -> Callable:
     return forward
 
 
-def _model_runner(model, evidence: JpegEvidence, exit_index: int, image_channels: int) -> Callable:
-    """``run(window_uint8, tile)`` for ``enhance_tiled``: Q-map for the window, then the model."""
+def window_qmaps(evidence: JpegEvidence, image_channels: int) -> Callable[[int, int, tuple], np.ndarray]:
+    """``qmap_for(height, width, origin)``: the Q-map of a window, as a model with ``image_channels`` takes it."""
     chroma = evidence.chroma_table
     subsampling = evidence.subsampling
     if image_channels == 3 and chroma is None:
         chroma, subsampling = evidence.luma_table, "4:4:4"  # gray content through a colour model
     if image_channels == 1:
         chroma, subsampling = None, "gray"
+    return lambda height, width, origin: qmap_from_tables(evidence.luma_table, chroma, height, width, subsampling, origin=origin)
+
+
+def _model_runner(model, evidence: JpegEvidence, exit_index: int, image_channels: int) -> Callable:
+    """``run(window_uint8, tile)`` for ``enhance_tiled``: Q-map for the window, then the model."""
+    qmap_for = window_qmaps(evidence, image_channels)
     forward = compiled_forward(model, exit_index)
 
     def run(window: np.ndarray, tile: Tile) -> np.ndarray:
         h, w = window.shape[:2]
-        qmap = qmap_from_tables(evidence.luma_table, chroma, h, w, subsampling, origin=(tile.y0, tile.x0))
+        qmap = qmap_for(h, w, (tile.y0, tile.x0))
         image = window.astype(np.float32).reshape(1, h, w, -1) / 255.0
         return np.asarray(forward(image, qmap[None]))[0]
 
@@ -132,7 +151,7 @@ def enhance_pixels(
     model,
     evidence: JpegEvidence,
     *,
-    exit_index: int = -1,
+    exit_index: int | None = -1,
     tile: int = 512,
     overlap: int = 32,
     progress: Callable[[int], None] | None = None,
@@ -141,26 +160,35 @@ def enhance_pixels(
 
     A grayscale model on colour pixels enhances luma and keeps chroma; a colour
     model on grayscale pixels runs on the replicated channel and returns gray.
+    ``exit_index=None``: DAQE models route each patch by defocus, QGAUNet takes its deepest exit.
     """
+    return _enhance(pixels, model, evidence, exit_index, tile, overlap, progress)[0]
+
+
+def _enhance(pixels, model, evidence, exit_index, tile, overlap, progress) -> tuple[np.ndarray, Routing | None]:
+    """``enhance_pixels`` that also returns the DAQE routing (None for QGAUNet)."""
     channels = model.image_channels
     if pixels.ndim == 3 and channels == 1:
         ycc = pixels.astype(np.float64) @ _TO_YCC.T + np.array([0.0, 128.0, 128.0])
         luma = np.clip(np.round(ycc[..., 0]), 0, 255).astype(np.uint8)
-        ycc[..., 0] = enhance_pixels(luma, model, evidence, exit_index=exit_index, tile=tile, overlap=overlap, progress=progress)
+        ycc[..., 0], routing = _enhance(luma, model, evidence, exit_index, tile, overlap, progress)
         rgb = (ycc - np.array([0.0, 128.0, 128.0])) @ np.linalg.inv(_TO_YCC).T
-        return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+        return np.clip(np.round(rgb), 0, 255).astype(np.uint8), routing
     if pixels.ndim == 2 and channels == 3:
-        rgb = enhance_pixels(np.repeat(pixels[..., None], 3, axis=2), model, evidence, exit_index=exit_index, tile=tile, overlap=overlap, progress=progress)
-        return np.clip(np.round(rgb.astype(np.float64).mean(axis=2)), 0, 255).astype(np.uint8)
-    run = _model_runner(model, evidence, exit_index, channels)
-    return enhance_tiled(pixels, run, tile=tile, overlap=overlap, align=16, progress=progress)
+        rgb, routing = _enhance(np.repeat(pixels[..., None], 3, axis=2), model, evidence, exit_index, tile, overlap, progress)
+        return np.clip(np.round(rgb.astype(np.float64).mean(axis=2)), 0, 255).astype(np.uint8), routing
+    if is_defocus_aware(model):
+        qmap_for = window_qmaps(evidence, channels)
+        return enhance_routed(pixels, model, qmap_for, exit_index=exit_index, tile=tile, progress=progress)
+    run = _model_runner(model, evidence, model.num_exits - 1 if exit_index is None else exit_index, channels)
+    return enhance_tiled(pixels, run, tile=tile, overlap=overlap, align=16, progress=progress), None
 
 
 def enhance(
     source,
     model=None,
     *,
-    exit_index: int = -1,
+    exit_index: int | None = None,
     tile: int = 512,
     overlap: int = 32,
     progress: Callable[[int], None] | None = None,
@@ -169,7 +197,9 @@ def enhance(
 
     ``model``: a loaded model, a ``.keras`` or ``.tflite`` (LiteRT) path, or None
     for the shipped default matching the image (grayscale stays grayscale). ``exit_index``
-    picks speed (0) versus quality (-1, the deepest exit).
+    picks speed (0) versus quality (-1, the deepest exit); None (default) lets a DAQE model
+    pick an exit per patch by defocus (``result.routing`` says which) and means -1 otherwise.
+    ``tile``: tile side for QGAUNet, defocus-window side for DAQE models.
     """
     from daqe_tf.inference.models import load_model
 
@@ -177,6 +207,9 @@ def enhance(
     if model is None or isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         model = load_model(model, grayscale=loaded.is_grayscale)
     evidence = jpeg_evidence(loaded)
-    exit_index = exit_index % model.num_exits
-    pixels = enhance_pixels(loaded.pixels, model, evidence, exit_index=exit_index, tile=tile, overlap=overlap, progress=progress)
-    return EnhanceResult(apply_orientation(pixels, loaded.orientation), evidence, exit_index, loaded)
+    if exit_index is not None:
+        exit_index = exit_index % model.num_exits
+    elif not is_defocus_aware(model):
+        exit_index = model.num_exits - 1
+    pixels, routing = _enhance(loaded.pixels, model, evidence, exit_index, tile, overlap, progress)
+    return EnhanceResult(apply_orientation(pixels, loaded.orientation), evidence, exit_index, loaded, routing)

@@ -48,7 +48,10 @@ def plan_tiles(height: int, width: int, tile: int = 512, overlap: int = 32, alig
 
     ``tile`` and ``overlap`` must be multiples of ``align`` with overlap < tile.
     The last window of a row/column may be smaller when the image side is not
-    a multiple of ``align``.
+    a multiple of ``align``. Neighbouring windows overlap by at least
+    ``min(overlap + align, tile - align)`` px: the start spacing is at most
+    ``tile - overlap - align`` (floored at ``align``), a multiple of ``align``, and
+    rounding every start down to the grid cannot widen a gap beyond that.
     """
     if tile % align or overlap % align or not 0 <= overlap < tile:
         raise ValueError(f"tile ({tile}) and overlap ({overlap}) must be multiples of {align}, overlap < tile")
@@ -74,6 +77,58 @@ def _rows(tiles: list[Tile]) -> list[list[Tile]]:
     return [rows[y] for y in sorted(rows)]
 
 
+def stitch(
+    height: int,
+    width: int,
+    channels: int,
+    tiles: list[Tile],
+    row_results: Callable[[list[Tile]], list[np.ndarray]],
+    write: Callable[[int, int, np.ndarray], None],
+) -> None:
+    """Blend per-tile float results with linear ramps across the overlaps, one band at a time.
+
+    ``tiles`` is a row-major plan (``plan_tiles``). ``row_results(row)`` returns one float32
+    (h, w, channels) result per tile of the row, in order; callers may batch a row's tiles any
+    way they like (the DAQE runner groups them by exit). ``write(y0, y1, blended)`` receives the
+    final float32 rows [y0, y1) as soon as no later tile touches them, top to bottom.
+    """
+    rows = _rows(tiles)
+    band_top = 0
+    band = None
+    weight = None
+    for r, row in enumerate(rows):
+        row_bottom = max(t.y1 for t in row)
+        if band is None:
+            band = np.zeros((row_bottom - band_top, width, channels), np.float32)
+            weight = np.zeros((row_bottom - band_top, width, 1), np.float32)
+        elif row_bottom - band_top > band.shape[0]:
+            grow = row_bottom - band_top - band.shape[0]
+            band = np.concatenate([band, np.zeros((grow, width, channels), np.float32)])
+            weight = np.concatenate([weight, np.zeros((grow, width, 1), np.float32)])
+        next_top = rows[r + 1][0].y0 if r + 1 < len(rows) else height
+        prev_bottom = max(t.y1 for t in rows[r - 1]) if r > 0 else 0
+        results = row_results(row)
+        for c, (t, result) in enumerate(zip(row, results)):
+            result = np.asarray(result, dtype=np.float32).reshape(t.y1 - t.y0, t.x1 - t.x0, channels)
+            left = row[c - 1].x1 - t.x0 if c > 0 else 0
+            right = t.x1 - row[c + 1].x0 if c + 1 < len(row) else 0
+            top = prev_bottom - t.y0 if r > 0 else 0
+            bottom = t.y1 - next_top if r + 1 < len(rows) else 0
+            w = _ramp(t.y1 - t.y0, top, bottom)[:, None, None] * _ramp(t.x1 - t.x0, left, right)[None, :, None]
+            band[t.y0 - band_top : t.y1 - band_top, t.x0 : t.x1] += result * w
+            weight[t.y0 - band_top : t.y1 - band_top, t.x0 : t.x1] += w
+        # Rows above the next tile row's start receive no more contributions.
+        final = next_top - band_top
+        write(band_top, next_top, band[:final] / np.maximum(weight[:final], 1e-8))
+        band, weight = band[final:], weight[final:]
+        band_top = next_top
+
+
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] -> uint8 (round half to even, clipped)."""
+    return np.clip(np.round(values * 255.0), 0, 255).astype(np.uint8)
+
+
 def enhance_tiled(
     image: np.ndarray,
     run: Callable[[np.ndarray, Tile], np.ndarray],
@@ -89,45 +144,45 @@ def enhance_tiled(
     """
     height, width = image.shape[:2]
     channels = 1 if image.ndim == 2 else image.shape[2]
-    tiles = plan_tiles(height, width, tile, overlap, align)
     output = np.empty_like(image)
-    rows = _rows(tiles)
-    band_top = 0
-    band = None
-    weight = None
     done = 0
-    for r, row in enumerate(rows):
-        row_top, row_bottom = row[0].y0, max(t.y1 for t in row)
-        if band is None:
-            band = np.zeros((row_bottom - band_top, width, channels), np.float32)
-            weight = np.zeros((row_bottom - band_top, width, 1), np.float32)
-        elif row_bottom - band_top > band.shape[0]:
-            grow = row_bottom - band_top - band.shape[0]
-            band = np.concatenate([band, np.zeros((grow, width, channels), np.float32)])
-            weight = np.concatenate([weight, np.zeros((grow, width, 1), np.float32)])
-        next_top = rows[r + 1][0].y0 if r + 1 < len(rows) else height
-        prev_bottom = max(t.y1 for t in rows[r - 1]) if r > 0 else 0
-        for c, t in enumerate(row):
-            window = image[t.y0 : t.y1, t.x0 : t.x1]
-            result = np.asarray(run(window, t), dtype=np.float32).reshape(t.y1 - t.y0, t.x1 - t.x0, channels)
-            left = row[c - 1].x1 - t.x0 if c > 0 else 0
-            right = t.x1 - row[c + 1].x0 if c + 1 < len(row) else 0
-            top = prev_bottom - t.y0 if r > 0 else 0
-            bottom = t.y1 - next_top if r + 1 < len(rows) else 0
-            w = _ramp(t.y1 - t.y0, top, bottom)[:, None, None] * _ramp(t.x1 - t.x0, left, right)[None, :, None]
-            band[t.y0 - band_top : t.y1 - band_top, t.x0 : t.x1] += result * w
-            weight[t.y0 - band_top : t.y1 - band_top, t.x0 : t.x1] += w
+
+    def row_results(row: list[Tile]) -> list[np.ndarray]:
+        nonlocal done
+        results = []
+        for t in row:
+            results.append(run(image[t.y0 : t.y1, t.x0 : t.x1], t))
             done += 1
             if progress is not None:
                 progress(done)
-        # Rows above the next tile row's start receive no more contributions.
-        final = next_top - band_top
-        blended = band[:final] / np.maximum(weight[:final], 1e-8)
-        pixels = np.clip(np.round(blended * 255.0), 0, 255).astype(np.uint8)
-        output[band_top:next_top] = pixels.reshape(output[band_top:next_top].shape)
-        band, weight = band[final:], weight[final:]
-        band_top = next_top
+        return results
+
+    def write(y0: int, y1: int, blended: np.ndarray) -> None:
+        output[y0:y1] = to_uint8(blended).reshape(output[y0:y1].shape)
+
+    stitch(height, width, channels, plan_tiles(height, width, tile, overlap, align), row_results, write)
     return output
+
+
+def cell_owners(tiles: list[Tile], height: int, width: int, cell: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """For per-cell values computed per tile (a defocus map, an exit map): which tile row and tile
+    column own each ``cell`` x ``cell`` cell of the image.
+
+    A cell belongs to the window whose share of the axis, split at the middle of every overlap,
+    holds the cell's centre; that window always covers the cell (as ``CellGrid`` on the phone).
+    Returns (tile-row index per cell row, tile-column index per cell column).
+    """
+    rows = _rows(tiles)
+    row_spans = [(row[0].y0, row[0].y1) for row in rows]
+    col_spans = [(t.x0, t.x1) for t in rows[0]]
+    return _owners(row_spans, height, cell), _owners(col_spans, width, cell)
+
+
+def _owners(spans: list[tuple[int, int]], length: int, cell: int) -> np.ndarray:
+    centres = np.arange(-(-length // cell)) * cell + cell // 2
+    # Window k + 1 takes over from the middle of its overlap with window k.
+    takeovers = np.array([(spans[k][1] + spans[k + 1][0]) // 2 for k in range(len(spans) - 1)], np.int64)
+    return np.searchsorted(takeovers, centres, side="right").astype(np.int32)
 
 
 def iter_batches(items: list, size: int) -> Iterator[list]:

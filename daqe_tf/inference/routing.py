@@ -1,0 +1,223 @@
+"""Defocus-routed whole-image enhancement for DAQE models: defocus map -> clusters -> exits -> blend.
+
+A DAQE exit is chosen per patch, so the tile runner's one-exit-per-call does not fit: here the
+patches of each plan row are grouped by exit and batched (a batch of one cluster's patches is also
+the reference set of the transformer texture), then blended with the tile runner's ramps
+(``tiling.stitch``). The steps and their constants are those of the phone's ``TiledEnhancer``:
+
+1. The defocus head runs on ``tile`` x ``tile`` windows (overlap 64, so one window for most
+   photos); each 16-px cell of the map comes from the window that owns it (``tiling.cell_owners``).
+2. Patches are ``plan_tiles(H, W, model.patch_size, 0)``: on the 16-px grid, neighbours
+   overlapping by 16..32 px (``plan_tiles`` keeps one grid step more than it is asked for, so
+   asking for 16 would mean 32..48 px and about 3.6 patch pixels per image pixel at 64-px
+   patches instead of 1.8). A patch's defocus is the mean of the cells it covers; ``assign_clusters`` with the
+   model's thresholds gives its cluster, i.e. its exit.
+3. Per plan row and exit, batches of ``EXIT_BATCH`` patches (windows past the image edge repeat
+   the edge pixels, the Q-map continues the block grid; unused batch slots repeat the last patch)
+   run through that exit; the in-image part of each output is blended.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from daqe_tf.inference.tiling import Tile, cell_owners, plan_tiles, stitch, to_uint8
+
+CELL = 16  # pixels per defocus cell side
+DEFOCUS_OVERLAP = 64  # between defocus windows: owned cells stay >= 32 px inside their window
+PATCH_OVERLAP = 0  # requested from plan_tiles, which overlaps neighbours by at least this + 16 px
+EXIT_BATCH = 8  # patches per exit call
+
+QmapFor = Callable[[int, int, tuple], np.ndarray]
+"""``qmap_for(height, width, origin) -> float32 (height, width, Q)`` Q-map of a window at ``origin``."""
+
+
+def is_defocus_aware(model) -> bool:
+    """Whether ``model`` routes patches by defocus (DAQENet, or a runner exposing the same surface)."""
+    return callable(getattr(model, "defocus", None)) and getattr(model, "thresholds", None) is not None \
+        and getattr(model, "patch_size", None) is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class Routing:
+    """How a DAQE model enhanced one image (stored orientation)."""
+
+    height: int
+    width: int
+    patches: list[Tile]  # the patch plan, row-major
+    exits: np.ndarray  # int32 exit per patch
+    num_exits: int
+    defocus: np.ndarray | None  # predicted log1p(sigma) per 16-px cell; None when an exit was forced
+
+    def exit_counts(self) -> np.ndarray:
+        """Patches per exit."""
+        return np.bincount(self.exits, minlength=self.num_exits)
+
+    def exit_cells(self) -> np.ndarray:
+        """Exit per 16-px cell: that of the patch owning the cell, (ceil(H/16), ceil(W/16))."""
+        rows, cols = cell_owners(self.patches, self.height, self.width, CELL)
+        grid = self.exits.reshape(len({t.y0 for t in self.patches}), -1)
+        return grid[rows[:, None], cols[None, :]]
+
+    def describe(self) -> str:
+        counts = self.exit_counts()
+        shares = ", ".join(f"{k}: {100 * n / counts.sum():.0f}%" for k, n in enumerate(counts))
+        return f"exits by defocus ({shares} of {counts.sum()} patches)" if self.defocus is not None \
+            else f"exit {int(self.exits[0])} for all {counts.sum()} patches"
+
+
+def predict_defocus(pixels: np.ndarray, model, qmap_for: QmapFor, tile: int = 512) -> np.ndarray:
+    """The defocus head over a uint8 image: log1p(sigma) per 16-px cell, float32 (ceil(H/16), ceil(W/16)).
+
+    Windows of at most ``tile`` px (overlap ``DEFOCUS_OVERLAP``); each cell from its owning window.
+    """
+    from daqe_tf.inference.pipeline import compiled_defocus
+
+    height, width = pixels.shape[:2]
+    windows = plan_tiles(height, width, tile, DEFOCUS_OVERLAP, CELL)
+    owner_rows, owner_cols = cell_owners(windows, height, width, CELL)
+    defocus = compiled_defocus(model)
+    cells = np.empty((owner_rows.size, owner_cols.size), np.float32)
+    row_starts = sorted({t.y0 for t in windows})
+    col_starts = sorted({t.x0 for t in windows})
+    for t in windows:
+        window = pixels[t.y0 : t.y1, t.x0 : t.x1]
+        h, w = window.shape[:2]
+        image = window.astype(np.float32).reshape(1, h, w, -1) / 255.0
+        out = np.asarray(defocus(image, qmap_for(h, w, (t.y0, t.x0))[None]))[0, ..., 0]
+        rows = np.flatnonzero(owner_rows == row_starts.index(t.y0))
+        cols = np.flatnonzero(owner_cols == col_starts.index(t.x0))
+        cells[rows[:, None], cols[None, :]] = out[rows[:, None] - t.y0 // CELL, cols[None, :] - t.x0 // CELL]
+    return cells
+
+
+def patch_defocus(defocus: np.ndarray, patch: Tile) -> np.float32:
+    """Mean of the cells under ``patch`` (cell rows [y0/16, ceil(y1/16)), likewise columns), clamped to the map.
+
+    On the model's own patch grid this is ``patch_defocus_from_map``; overlapping patches average the cells they cover.
+    """
+    rows, cols = defocus.shape
+    r0 = min(patch.y0 // CELL, rows - 1)
+    r1 = max(min(-(-patch.y1 // CELL), rows), r0 + 1)
+    c0 = min(patch.x0 // CELL, cols - 1)
+    c1 = max(min(-(-patch.x1 // CELL), cols), c0 + 1)
+    return np.float32(np.mean(defocus[r0:r1, c0:c1], dtype=np.float64))
+
+
+def route_patches(defocus: np.ndarray, patches: list[Tile], thresholds) -> np.ndarray:
+    """Exit (= cluster) of every patch from its mean predicted defocus."""
+    from daqe_tf.models.daqe.clusters import assign_clusters
+
+    return assign_clusters(np.array([patch_defocus(defocus, p) for p in patches], np.float32), thresholds)
+
+
+def run_patches(
+    pixels: np.ndarray,
+    model,
+    qmap_for: QmapFor,
+    patches: list[Tile],
+    exits: np.ndarray,
+    batch_size: int = EXIT_BATCH,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Each patch through its exit, batched per plan row and exit, blended into uint8 pixels."""
+    from daqe_tf.inference.pipeline import compiled_forward
+
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    size = model.patch_size
+    exit_of = dict(zip(((t.y0, t.x0) for t in patches), (int(e) for e in exits)))
+    output = np.empty_like(pixels)
+    done = 0
+
+    def window(t: Tile) -> tuple[np.ndarray, np.ndarray]:
+        """Patch pixels (edge-padded to ``size``) as float32 in [0, 1], and its Q-map."""
+        crop = pixels[t.y0 : t.y1, t.x0 : t.x1].reshape(t.y1 - t.y0, t.x1 - t.x0, channels)
+        padded = np.pad(crop, [(0, size - crop.shape[0]), (0, size - crop.shape[1]), (0, 0)], mode="edge")
+        return padded.astype(np.float32) / 255.0, qmap_for(size, size, (t.y0, t.x0))
+
+    def row_results(row: list[Tile]) -> list[np.ndarray]:
+        nonlocal done
+        results: dict[Tile, np.ndarray] = {}
+        for exit_index in sorted({exit_of[(t.y0, t.x0)] for t in row}):
+            members = [t for t in row if exit_of[(t.y0, t.x0)] == exit_index]
+            forward = compiled_forward(model, exit_index)
+            for first in range(0, len(members), batch_size):
+                batch = members[first : first + batch_size]
+                images, qmaps = zip(*(window(t) for t in batch))
+                slots = list(range(len(batch))) + [len(batch) - 1] * (batch_size - len(batch))
+                out = np.asarray(forward(np.stack([images[i] for i in slots]), np.stack([qmaps[i] for i in slots])))
+                for i, t in enumerate(batch):
+                    results[t] = out[i, : t.y1 - t.y0, : t.x1 - t.x0]
+                done += len(batch)
+                if progress is not None:
+                    progress(done)
+        return [results[t] for t in row]
+
+    def write(y0: int, y1: int, blended: np.ndarray) -> None:
+        output[y0:y1] = to_uint8(blended).reshape(output[y0:y1].shape)
+
+    stitch(height, width, channels, patches, row_results, write)
+    return output
+
+
+def enhance_routed(
+    pixels: np.ndarray,
+    model,
+    qmap_for: QmapFor,
+    *,
+    exit_index: int | None = None,
+    tile: int = 512,
+    batch_size: int = EXIT_BATCH,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, Routing]:
+    """Enhance uint8 pixels (channels matching the model) patch by patch; returns (pixels, routing).
+
+    ``exit_index=None`` routes each patch by its predicted defocus; an int forces that exit for
+    every patch through the same plan and blending (the all-deepest reference of the benchmarks).
+    """
+    height, width = pixels.shape[:2]
+    patches = plan_tiles(height, width, model.patch_size, PATCH_OVERLAP, CELL)
+    if exit_index is None:
+        defocus = predict_defocus(pixels, model, qmap_for, tile)
+        exits = route_patches(defocus, patches, model.thresholds)
+    else:
+        defocus = None
+        exits = np.full(len(patches), exit_index % model.num_exits, np.int32)
+    out = run_patches(pixels, model, qmap_for, patches, exits, batch_size, progress)
+    return out, Routing(height, width, patches, exits.astype(np.int32), model.num_exits, defocus)
+
+
+# --- maps for people -------------------------------------------------------------------------------
+
+MAX_LOG_SIGMA = float(np.log1p(8.0))  # the estimator's sigma cap, in the head's log1p units
+
+
+def defocus_image(routing: Routing) -> np.ndarray:
+    """uint8 HxW picture of the predicted defocus: black = sharp, white = sigma 8 px or more."""
+    if routing.defocus is None:
+        raise ValueError("no defocus map: an exit was forced, so the head did not run")
+    cells = to_uint8(np.clip(routing.defocus / MAX_LOG_SIGMA, 0.0, 1.0))
+    return _cells_to_pixels(cells, routing.height, routing.width)
+
+
+def exit_colours(num_exits: int) -> np.ndarray:
+    """uint8 RGB per exit, blue (exit 0, cheapest) through yellow to red (deepest)."""
+    anchors = np.array([[40, 90, 230], [240, 210, 40], [220, 40, 40]], np.float64)
+    position = np.linspace(0.0, 2.0, num_exits) if num_exits > 1 else np.array([2.0])
+    low = np.minimum(position.astype(int), 1)
+    frac = (position - low)[:, None]
+    return np.round(anchors[low] * (1 - frac) + anchors[low + 1] * frac).astype(np.uint8)
+
+
+def exit_overlay(routing: Routing, pixels: np.ndarray) -> np.ndarray:
+    """uint8 HxWx3: the (gray) image half-covered by each 16-px cell's exit colour (``exit_colours``)."""
+    gray = pixels.astype(np.float32) if pixels.ndim == 2 else pixels.astype(np.float32).mean(axis=2)
+    colours = exit_colours(routing.num_exits)[_cells_to_pixels(routing.exit_cells(), routing.height, routing.width)]
+    return np.round(0.5 * gray[..., None] + 0.5 * colours).astype(np.uint8)
+
+
+def _cells_to_pixels(cells: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.repeat(np.repeat(cells, CELL, axis=0), CELL, axis=1)[:height, :width]
