@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
-EXIT_NAMES = {"fast": 0, "balanced": 1, "best": -1}
+EXIT_NAMES = {"auto": None, "fast": 0, "balanced": 1, "best": -1}  # auto: DAQE routes by defocus, else best
 
 
 def _error(message: str) -> None:
@@ -57,13 +57,25 @@ def plan_outputs(files: list[Path], output: Path, many: bool, suffix: str) -> li
     return outputs
 
 
-def parse_exit(value: str) -> int:
+def parse_exit(value: str) -> int | None:
     if value in EXIT_NAMES:
         return EXIT_NAMES[value]
     try:
         return int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--exit takes fast, balanced, best or an exit number, not {value!r}") from None
+        raise argparse.ArgumentTypeError(f"--exit takes auto, fast, balanced, best or an exit number, not {value!r}") from None
+
+
+def write_maps(result, base: Path, source_paths) -> list[Path]:
+    """``<base>_defocus.png`` (gray: black sharp, white sigma >= 8 px) and ``<base>_exits.png``
+    (the input under each 16-px cell's exit colour: blue = exit 0 ... red = deepest), display orientation."""
+    from daqe_tf.inference.routing import defocus_image, exit_overlay
+    from daqe_tf.io import apply_orientation, save_image
+
+    orientation = result.source.orientation
+    pictures = {"defocus": defocus_image(result.routing), "exits": exit_overlay(result.routing, result.source.pixels)}
+    return [save_image(apply_orientation(pixels, orientation), base.with_name(f"{base.name}_{kind}.png"), source_paths=source_paths)
+            for kind, pixels in pictures.items()]
 
 
 def cmd_enhance(args) -> int:
@@ -71,6 +83,7 @@ def cmd_enhance(args) -> int:
 
     from daqe_tf.inference.models import ModelFileError, load_model
     from daqe_tf.inference.pipeline import enhance
+    from daqe_tf.inference.routing import is_defocus_aware
     from daqe_tf.io import ImageInputError, reset_exif_orientation, save_image
 
     files, many = expand_inputs(args.inputs)
@@ -80,28 +93,42 @@ def cmd_enhance(args) -> int:
     suffix = OUTPUT_FORMATS[args.format]
     output = Path(args.output)
     outputs = plan_outputs(files, output, many, suffix)
+    if args.maps and args.exit is not None:
+        _error("--maps shows how a DAQE model routes patches by defocus; it needs --exit auto")
+        return 2
+    map_bases = plan_outputs(files, Path(args.maps), True, "") if args.maps else [None] * len(files)
+    if args.maps:
+        Path(args.maps).mkdir(parents=True, exist_ok=True)
     if many or output.suffix == "":
         output.mkdir(parents=True, exist_ok=True)
     models: dict[bool, object] = {}
     failed = 0
-    bar = tqdm(list(zip(files, outputs)), unit="image", disable=args.quiet or len(files) == 1, file=sys.stderr)
-    for src, dst in bar:
+    bar = tqdm(list(zip(files, outputs, map_bases)), unit="image", disable=args.quiet or len(files) == 1, file=sys.stderr)
+    for src, dst, map_base in bar:
         try:
-            if dst.exists() and not args.overwrite:
-                if dst.resolve() == src.resolve():
-                    raise ImageInputError(f"{dst}: output would replace the input")
-                raise FileExistsError(f"{dst}: output exists (use --overwrite to replace it)")
+            map_paths = [] if map_base is None else [map_base.with_name(f"{map_base.name}_{k}.png") for k in ("defocus", "exits")]
+            for path in [dst, *map_paths]:
+                if path.exists() and not args.overwrite:
+                    if path.resolve() == src.resolve():
+                        raise ImageInputError(f"{path}: output would replace the input")
+                    raise FileExistsError(f"{path}: output exists (use --overwrite to replace it)")
             from daqe_tf.io import load_image
 
             grayscale = load_image(src).is_grayscale if args.model is None else False
             key = grayscale if args.model is None else True
             if key not in models:
                 models[key] = load_model(args.model, grayscale=grayscale)
+                if args.maps and not is_defocus_aware(models[key]):
+                    _error(f"--maps needs a defocus-aware (DAQE) model; {args.model or 'the shipped model'} "
+                           f"is a {type(models[key]).__name__}, which uses one exit for the whole image")
+                    return 2
             result = enhance(src, models[key], exit_index=args.exit, tile=args.tile)
             exif = reset_exif_orientation(result.source.exif) if result.source.exif else None
             save_image(result.pixels, dst, exif=exif, icc_profile=result.source.icc_profile, source_paths=files)
+            if map_base is not None:
+                write_maps(result, map_base, files)
             if not args.quiet:
-                tqdm.write(f"{src} -> {dst} [{result.evidence.describe()}; exit {result.exit_index}]", file=sys.stdout)
+                tqdm.write(f"{src} -> {dst} [{result.evidence.describe()}; {result.describe_exits()}]", file=sys.stdout)
         except ModelFileError as error:
             _error(str(error))
             return 1
@@ -192,17 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enhance", help="enhance images (files or folders)")
     p.add_argument("inputs", nargs="+", help="JPEG files or folders")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
-    p.add_argument("--exit", type=parse_exit, default=-1, help="fast, balanced, best (default) or an exit number (0 = fastest)")
+    p.add_argument("--exit", type=parse_exit, default=None,
+                   help="auto (default: a DAQE model picks an exit per patch by defocus; otherwise best), fast, balanced, best or an exit number (0 = fastest)")
     p.add_argument("--model", help="a .keras model (default: the shipped model for the image kind)")
     p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default="png", help="output format for folder outputs (default png)")
     p.add_argument("--tile", type=int, default=512, help="tile size in pixels, a multiple of 16 (bounds memory)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)")
+    p.add_argument("--maps", metavar="DIR", help="DAQE models: also write <stem>_defocus.png and <stem>_exits.png to DIR")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or per-file lines")
     p.set_defaults(func=cmd_enhance)
     p = sub.add_parser("demo", help="enhance a generated sample image and print the gain")
     p.add_argument("-o", "--output", default="daqe_demo", help="folder for the sample files (default daqe_demo)")
     p.add_argument("--quality", type=int, default=10, help="JPEG quality of the sample (default 10)")
-    p.add_argument("--exit", type=parse_exit, default=-1, help="fast, balanced, best (default) or an exit number")
+    p.add_argument("--exit", type=parse_exit, default=None, help="auto (default), fast, balanced, best or an exit number")
     p.add_argument("--model", help="a .keras model (default: the shipped colour model)")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("info", help="print a JPEG's quantization tables, subsampling and estimated quality")

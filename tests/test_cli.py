@@ -93,3 +93,29 @@ def test_info_prints_tables_subsampling_and_quality(tmp_path, capsys):
     assert "estimated quality: 42" in text and "table 1 (8-bit" in text
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff")
     assert main(["info", str(tmp_path / "bad.jpg")]) == 1
+
+
+def test_maps_of_a_daqe_model_and_a_clear_error_for_qgaunet(tmp_path, model_file, capsys):
+    """--maps writes <stem>_defocus.png and <stem>_exits.png in display orientation; QGAUNet has no routing."""
+    from daqe_tf.models import build_model
+
+    daqe = build_model("daqe", 3, widths=[4, 4, 8, 8], encoder_blocks=[1, 1, 1], bottleneck_blocks=[1, 1, 1],
+                       decoder_blocks=[1, 0, 0], patch_size=32, defocus_widths=[4, 4, 4, 4], defocus_blocks=[1, 1, 1, 1])
+    daqe_file = tmp_path / "daqe.keras"
+    daqe.save(daqe_file)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated: maps must follow the output
+    src = tmp_path / "photo.jpg"
+    Image.fromarray(natural_image(40, 72)).save(src, "JPEG", quality=20, exif=exif.tobytes())
+    maps = tmp_path / "maps"
+    assert main(["enhance", str(src), "-o", str(tmp_path / "out.png"), "--model", str(daqe_file), "--maps", str(maps)]) == 0
+    assert "exits by defocus" in capsys.readouterr().out
+    assert Image.open(tmp_path / "out.png").size == (40, 72)
+    defocus, exits = Image.open(maps / "photo_defocus.png"), Image.open(maps / "photo_exits.png")
+    assert (defocus.mode, defocus.size, exits.mode, exits.size) == ("L", (40, 72), "RGB", (40, 72))
+
+    status = main(["enhance", str(src), "-o", str(tmp_path / "q.png"), "--model", model_file, "--maps", str(tmp_path / "m2")])
+    err = capsys.readouterr().err
+    assert status == 2 and "--maps needs a defocus-aware (DAQE) model" in err and "QGAUNet" in err
+    assert main(["enhance", str(src), "-o", str(tmp_path / "f.png"), "--model", str(daqe_file), "--maps", str(maps), "--exit", "best"]) == 2
+    assert main(["enhance", str(src), "-o", str(tmp_path / "out.png"), "--model", str(daqe_file), "--maps", str(maps)]) == 1  # maps exist
