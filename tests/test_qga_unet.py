@@ -95,7 +95,9 @@ def test_build_model_sets_qmap_channels_and_builds():
 
 def test_weight_paths_are_stable():
     """Trained checkpoints load by these names; renaming a sublayer breaks them."""
-    paths = [w.path.split("/", 1)[1] for w in _model(3, 2).weights]
+    model = _model(3, 2)
+    # Relative to the model's own name (a scope left open elsewhere may prefix it).
+    paths = [w.path.split(f"{model.name}/", 1)[1] for w in model.weights]
     assert paths[:4] == ["stem/kernel", "stem/bias", "down1/conv/kernel", "down1/conv/bias"]
     for expected in ["enc3_0/conv2/bias", "qga0/project/kernel", "qga2/gate/bias", "exit0_dec0/up/kernel",
                      "exit2_dec2/block0/conv1/kernel", "exit2_head/kernel"]:
