@@ -161,3 +161,26 @@ def test_patch_size_must_match_the_model(tmp_path, image_folder):
 
     with pytest.raises(ValueError, match="patch_size"):
         Trainer(_config(tmp_path / "bad", image_folder, steps=1, patch_size=48))
+
+
+def test_fit_thresholds_refits_on_the_heads_predictions(tmp_path, image_folder):
+    """After the refit, the training patches' PREDICTED defocus splits into equal clusters."""
+    import keras
+
+    from daqe_tf.models import build_model
+    from train.data import list_images, load_images
+    from train.fit_thresholds import main, predicted_patch_defocus
+
+    keras.utils.set_random_seed(1)
+    model = build_model("daqe", 3, **TINY_DAQE)
+    model.save(tmp_path / "trained.keras")
+    status = main(["--model", str(tmp_path / "trained.keras"), "--train_data", str(image_folder),
+                   "--out", str(tmp_path / "refit.keras"), "--qualities", "10,40"])
+    assert status == 0
+    refit = keras.models.load_model(tmp_path / "refit.keras", safe_mode=True)
+    assert refit.thresholds != model.thresholds
+    images = load_images(list_images(str(image_folder)), grayscale=False, min_size=16)
+    predicted = np.concatenate([predicted_patch_defocus(refit, image, q) for image in images for q in (10, 40)])
+    counts = np.bincount(assign_clusters(predicted, refit.thresholds), minlength=3)
+    assert counts.max() - counts.min() <= 2, counts
+    np.testing.assert_array_equal(refit.get_weights()[0], model.get_weights()[0])
