@@ -90,6 +90,20 @@ def count_macs(model, height: int, width: int, exit_index: int | None) -> int:
     return sum(records)
 
 
+def count_defocus_macs(model, height: int, width: int) -> int:
+    """Multiply-accumulates of a DAQE model's defocus head (``model.defocus``) on one image: the
+    routing's cost on top of the exits. Counted like ``count_macs``."""
+    inputs = {
+        "image": np.zeros((1, height, width, model.image_channels), "float32"),
+        "qmap": np.zeros((1, height, width, model.qmap_channels), "float32"),
+    }
+    if not model.built:
+        model.defocus(inputs)
+    with _recording_macs(model) as records:
+        model.defocus(inputs)
+    return sum(records)
+
+
 def macs_per_pixel(model, exit_index: int | None, size: int = 256) -> float:
     """``count_macs`` on a ``size`` x ``size`` image divided by its pixel count."""
     return count_macs(model, size, size, exit_index) / (size * size)

@@ -100,3 +100,17 @@ def test_layers_without_a_formula_are_refused():
 
     with pytest.raises(NotImplementedError, match="DepthwiseConv2D"):
         count_macs(Depthwise(), 8, 8, 0)
+
+
+def test_defocus_head_hand_counted():
+    """DefocusHead widths 4/4/4/4, one block per level, colour 32x32 (5 input channels): 16, 8, 4, 2 px sides."""
+    from daqe_tf.complexity import count_defocus_macs
+
+    model = build_model("daqe", 3, widths=[4, 4, 8, 8], encoder_blocks=[1, 1, 1], bottleneck_blocks=[1, 1, 1],
+                        decoder_blocks=[1, 0, 0], patch_size=32, defocus_widths=[4, 4, 4, 4], defocus_blocks=[1, 1, 1, 1])
+    stem = 256 * 2 * 2 * 5 * 4
+    blocks = sum(2 * n * 9 * 4 * 4 for n in (256, 64, 16, 4))
+    downs = sum(n * 2 * 2 * 4 * 4 for n in (64, 16, 4))
+    head = 4 * 4 * 1
+    assert count_defocus_macs(model, 32, 32) == stem + blocks + downs + head == 123_792
+    assert count_defocus_macs(model, 20, 30) == count_defocus_macs(model, 32, 32)  # padded to whole cells
