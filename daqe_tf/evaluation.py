@@ -51,14 +51,16 @@ def evaluate_folder(
     on: str = "rgb",
     grayscale: bool | None = None,
     progress: bool = True,
+    max_images: int = 0,
 ) -> dict[int, Metrics]:
     """Mean metrics over the images of ``folder`` for each JPEG quality factor.
 
     Without ``enhance_fn`` the decoded JPEG itself is scored (the JPEG baseline). ``on`` and
     ``grayscale`` are as in :func:`daqe_tf.metrics.evaluate_pair` and :func:`load_image`.
+    ``max_images``: score only the first N images (0 = all), for quick checks.
     """
     qualities = list(qualities)
-    files = list_image_files(folder)
+    files = list_image_files(folder)[: max_images or None]
     per_quality: dict[int, list[Metrics]] = {q: [] for q in qualities}
     with tqdm(total=len(files) * len(qualities), desc=Path(folder).name, disable=not progress) as bar:
         for path in files:
