@@ -234,7 +234,8 @@ class Trainer:
 
     # --- validation --------------------------------------------------------------
     def validate(self, pairs) -> dict:
-        """PSNR gain over JPEG per quality and exit, with the EMA weights."""
+        """PSNR gain over JPEG per quality and exit, with the EMA weights; DAQE models also
+        ``q{QF}_dynamic``: the whole crop with patches routed to exits by predicted defocus."""
         if not pairs:
             return {}
         self.swap_ema()
@@ -246,9 +247,22 @@ class Trainer:
                 for k, out in enumerate(outputs):
                     out = np.clip(np.round(np.asarray(out)[0] * 255.0), 0, 255).astype(np.uint8).reshape(target.shape)
                     gains.setdefault(f"q{quality}_exit{k}", []).append(psnr_uint8(target, out) - base)
+                if self.defocus is not None:
+                    routed = self._routed(decoded, quality)
+                    gains.setdefault(f"q{quality}_dynamic", []).append(psnr_uint8(target, routed) - base)
             return {key: float(np.mean(v)) for key, v in gains.items()}
         finally:
             self.swap_ema()
+
+    def _routed(self, decoded: np.ndarray, quality: int) -> np.ndarray:
+        """DAQE inference (``enhance_pixels`` with exits by defocus) on a validation JPEG made with standard tables."""
+        from daqe_tf.inference.pipeline import JpegEvidence, enhance_pixels
+        from daqe_tf.jpeg.tables import tables_for_quality
+
+        gray = decoded.ndim == 2
+        tables = tables_for_quality(quality, grayscale=gray)
+        evidence = JpegEvidence(tables[0], None if gray else tables[1], "gray" if gray else "4:2:0", quality, "jpeg-standard")
+        return enhance_pixels(decoded, self.model, evidence, exit_index=None)
 
     def save_model(self, name: str):
         """Write a float32 ``.keras`` file with the EMA weights, atomically."""
