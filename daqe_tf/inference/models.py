@@ -1,11 +1,16 @@
-"""Finding and loading models: the shipped defaults or a user's ``.keras`` file."""
+"""Finding and loading models: the shipped defaults, a user's ``.keras`` file, or a ``.tflite`` export.
+
+A ``.tflite`` file runs with LiteRT alone (``daqe_tf.inference.litert_runner``), so a
+``litert``-only install without TensorFlow still enhances: it falls back to the shipped
+``.tflite`` defaults when Keras cannot be imported.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-# Shipped defaults, by image kind.
+# Shipped defaults, by image kind; each may also ship as <stem>.tflite (+ .tflite.json) for LiteRT.
 DEFAULT_MODELS = {"color": "qga_unet_color.keras", "gray": "qga_unet_gray.keras"}
 
 
@@ -17,17 +22,45 @@ def default_model_path(grayscale: bool) -> Path:
     return WEIGHTS_DIR / DEFAULT_MODELS["gray" if grayscale else "color"]
 
 
-def load_model(path: str | os.PathLike | None = None, *, grayscale: bool = False):
-    """Load a ``.keras`` model with ``safe_mode=True`` (default: the shipped one for the image kind)."""
-    import keras
+def _keras_available() -> bool:
+    try:
+        import keras  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
-    import daqe_tf.models  # noqa: F401  (registers the custom classes)
 
-    path = Path(path) if path is not None else default_model_path(grayscale)
+def load_model(path: str | os.PathLike | None = None, *, grayscale: bool = False, num_threads: int = 2):
+    """Load a model (default: the shipped one for the image kind).
+
+    ``.tflite`` paths load with LiteRT (``num_threads`` CPU threads), anything else as a
+    ``.keras`` model with ``safe_mode=True``. Without TensorFlow/Keras the default is the
+    shipped ``.tflite`` model.
+    """
+    if path is None:
+        path = default_model_path(grayscale)
+        if not _keras_available():
+            path = path.with_suffix(".tflite")
+            if not path.is_file():
+                raise ModelFileError(
+                    f"TensorFlow/Keras is not installed and no shipped LiteRT model ({path.name}) was found: "
+                    "install daqe-tf[tf] (pip install '.[tf]') or pass a .tflite model"
+                )
+    path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
     if not os.access(path, os.R_OK):
         raise ModelFileError(f"{path}: model file is not readable")
+    if path.suffix == ".tflite":
+        from daqe_tf.inference.litert_runner import LiteRTModel
+
+        return LiteRTModel(path, num_threads=num_threads)
+    if not _keras_available():
+        raise ModelFileError(f"{path}: a .keras model needs TensorFlow/Keras: install daqe-tf[tf] (pip install '.[tf]') or use a .tflite model")
+    import keras
+
+    import daqe_tf.models  # noqa: F401  (registers the custom classes)
+
     try:
         return keras.models.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises many types for a bad archive

@@ -1,0 +1,84 @@
+"""Run an exported ``.tflite`` model with LiteRT: the on-device reference pipeline in Python.
+
+Why: a phone has no TensorFlow, and the Python pipeline should run the very file the app
+ships, so its output is the reference the app is checked against. This module needs only
+``ai_edge_litert`` and numpy (Pillow for the rest of the pipeline): nothing on its import or
+call path imports TensorFlow or Keras. ``LiteRTModel`` offers the surface ``enhance`` uses
+on a Keras model (``image_channels``, ``num_exits``, ``stride``, ``model(inputs, exit_index)``),
+reading what the file alone cannot say from the ``<file>.json`` that ``export.main`` writes.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from daqe_tf.inference.models import ModelFileError
+
+
+class LiteRTModel:
+    """A ``.tflite`` file from ``export.main`` and its metadata.
+
+    ``model({"image", "qmap"}, exit_index)``: float32 arrays (B, H, W, C) in [0, 1] and
+    (B, H, W, Q); returns the exit's (B, H, W, C) numpy output. For DAQE models the batch is
+    one cluster's patches, ``defocus(inputs)`` gives log1p(sigma) per 16 px cell, and
+    ``patch_size`` / ``thresholds`` route patches to exits (None for QGAUNet).
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 2):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as error:
+            raise ModelFileError(f"{path}: a .tflite model needs LiteRT: install daqe-tf[litert] ({error})") from error
+        self.path = Path(path)
+        meta_path = Path(f"{os.fspath(path)}.json")
+        if not self.path.is_file():
+            raise ModelFileError(f"{self.path}: model file not found")
+        try:
+            self.metadata = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as error:
+            raise ModelFileError(f"{self.path}: needs its metadata {meta_path.name} from export.main ({error})") from error
+        try:
+            self._interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+        except (ValueError, RuntimeError) as error:
+            raise ModelFileError(f"{self.path}: not a loadable .tflite model ({error})") from error
+        self.family = self.metadata["family"]
+        self.image_channels = int(self.metadata["image_channels"])
+        self.qmap_channels = int(self.metadata["qmap_channels"])
+        self.num_exits = int(self.metadata["num_exits"])
+        self.stride = int(self.metadata["stride"])
+        self.patch_size = self.metadata.get("patch_size")
+        self.thresholds = self.metadata.get("thresholds")
+        self.signatures = self.metadata["signatures"]
+        missing = set(self._keys()) - set(self._interpreter.get_signature_list())
+        if missing:
+            raise ModelFileError(f"{self.path}: lacks signatures {sorted(missing)} named in its metadata")
+        self._runners: dict = {}
+
+    def _keys(self) -> list[str]:
+        return [*self.signatures["exits"], *filter(None, [self.signatures.get("defocus"), self.signatures.get("tile")])]
+
+    def run(self, key: str, inputs: dict) -> dict:
+        """One signature on ``{"image", "qmap"}``; returns its outputs by name."""
+        if key not in self._runners:
+            self._runners[key] = self._interpreter.get_signature_runner(key)
+        arrays = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in ("image", "qmap")}
+        return self._runners[key](**arrays)
+
+    def __call__(self, inputs: dict, exit_index: int = -1) -> np.ndarray:
+        if not -self.num_exits <= exit_index < self.num_exits:
+            raise ValueError(f"exit_index {exit_index} out of range for {self.num_exits} exits")
+        key = self.signatures["exits"][exit_index % self.num_exits]
+        return self.run(key, inputs)[self.metadata["outputs"]["exits"]]
+
+    def defocus(self, inputs: dict) -> np.ndarray:
+        """Predicted log1p(blur sigma) per defocus cell, (B, ceil(H/16), ceil(W/16), 1) (DAQE only)."""
+        key = self.signatures.get("defocus")
+        if key is None:
+            raise ValueError(f"{self.path.name}: a {self.family} model has no defocus signature")
+        return self.run(key, inputs)[self.metadata["outputs"]["defocus"]]
+
+    def __repr__(self) -> str:
+        return f"LiteRTModel({str(self.path)!r}, {self.family}, {self.metadata['variant']}, {self.num_exits} exits)"
