@@ -7,6 +7,7 @@ extra (TensorFlow 2.21 + Keras 3).
 from setuptools import find_packages, setup
 
 TF = ["tensorflow>=2.21,<2.22", "keras>=3.15"]
+# The LiteRT path (daqe_tf.inference.litert_runner) needs only this on top of the base install.
 LITERT = ["ai-edge-litert>=2.3"]
 TRAIN = TF + ["absl-py>=2.1"]
 
@@ -18,7 +19,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["daqe_tf", "daqe_tf.*", "train", "train.*", "export", "export.*"]),
-    package_data={"daqe_tf": ["weights/*.keras", "weights/*.md", "weights/*.json"]},
+    package_data={"daqe_tf": ["weights/*.keras", "weights/*.tflite", "weights/*.md", "weights/*.json"]},
     install_requires=["numpy>=1.24", "pillow>=10.0", "tqdm>=4.60"],
     extras_require={
         "tf": TF,
