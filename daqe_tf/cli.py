@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     p.add_argument("--exit", type=parse_exit, default=None,
                    help="auto (default: a DAQE model picks an exit per patch by defocus; otherwise best), fast, balanced, best or an exit number (0 = fastest)")
-    p.add_argument("--model", help="a .keras model (default: the shipped model for the image kind)")
+    p.add_argument("--model", help="a .keras model or a .tflite export (LiteRT) (default: the shipped model for the image kind)")
     p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default="png", help="output format for folder outputs (default png)")
     p.add_argument("--tile", type=int, default=512, help="tile size in pixels, a multiple of 16 (bounds memory)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)")
@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="daqe_demo", help="folder for the sample files (default daqe_demo)")
     p.add_argument("--quality", type=int, default=10, help="JPEG quality of the sample (default 10)")
     p.add_argument("--exit", type=parse_exit, default=None, help="auto (default), fast, balanced, best or an exit number")
-    p.add_argument("--model", help="a .keras model (default: the shipped colour model)")
+    p.add_argument("--model", help="a .keras model or a .tflite export (LiteRT) (default: the shipped colour model)")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("info", help="print a JPEG's quantization tables, subsampling and estimated quality")
     p.add_argument("inputs", nargs="+")
