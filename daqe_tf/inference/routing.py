@@ -107,10 +107,14 @@ def patch_defocus(defocus: np.ndarray, patch: Tile) -> np.float32:
 
 
 def route_patches(defocus: np.ndarray, patches: list[Tile], thresholds) -> np.ndarray:
-    """Exit (= cluster) of every patch from its mean predicted defocus."""
-    from daqe_tf.models.daqe.clusters import assign_clusters
+    """Exit (= cluster) of every patch from its mean predicted defocus.
 
-    return assign_clusters(np.array([patch_defocus(defocus, p) for p in patches], np.float32), thresholds)
+    ``daqe_tf.models.daqe.clusters.assign_clusters`` in numpy (tests check they agree): importing
+    that package imports Keras, which a LiteRT-only install lacks.
+    """
+    values = np.array([patch_defocus(defocus, p) for p in patches], np.float32)
+    thresholds = np.asarray(thresholds, np.float32).reshape(-1)
+    return (thresholds.size - (values[:, None] > thresholds).sum(axis=1)).astype(np.int32)
 
 
 def run_patches(
