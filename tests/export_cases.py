@@ -1,0 +1,78 @@
+"""Tiny models exported once per test session, shared by tests/test_export.py and
+tests/test_litert_runner.py (a conversion costs seconds; the models and inputs are tiny)."""
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from daqe_tf.jpeg.qmap import qmap_from_tables
+from daqe_tf.jpeg.simulate import compress
+from tests.helpers import natural_image, tiny_model
+
+TILE = 32
+DAQE_TINY = dict(
+    num_clusters=2, widths=[4, 8, 8], encoder_blocks=[1, 1], bottleneck_blocks=[1, 1], decoder_blocks=[1, 0],
+    patch_size=32, key_dim=4, defocus_widths=[4, 4, 4, 4], defocus_blocks=[1, 1, 1, 1], thresholds=[0.75],
+)
+# case -> variants exported; a conversion costs seconds, so each variant is tested on one model
+# per family beside float32 (grayscale: tests/test_export.py exports a mixed-precision one).
+CASES = {
+    "qga_color": ("float32", "float16", "int8"),
+    "daqe_cnn": ("float32", "float16"),
+    "daqe_transformer": ("float32", "int8"),
+}
+_DIR = tempfile.TemporaryDirectory(prefix="daqe_export_tests_")
+
+
+def build_case(case: str):
+    """The Keras model of ``case``, with random exit heads (fresh heads are zero: identity exits)."""
+    if case == "qga_color":
+        return tiny_model(3)
+    import keras
+
+    from daqe_tf.models import build_model
+
+    keras.utils.set_random_seed(3)
+    model = build_model("daqe", 3, texture=case.split("_")[1], **DAQE_TINY)
+    rng = np.random.default_rng(3)
+    for head in model.heads:
+        head.kernel.assign(rng.normal(0, 0.1, head.kernel.shape).astype("float32"))
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def representative_images() -> tuple[str, ...]:
+    """A few synthetic 'training' images (never files from the shared datasets)."""
+    folder = Path(_DIR.name) / "train"
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for seed in range(4):
+        path = folder / f"train{seed}.png"
+        Image.fromarray(natural_image(80, 96, 3, seed=10 + seed)).save(path)
+        paths.append(str(path))
+    return tuple(paths)
+
+
+@functools.lru_cache(maxsize=None)
+def exported(case: str):
+    """``(keras_model, {variant: tflite_path})`` for ``case``, exported once per session."""
+    from export.converter import export_tflite
+
+    model = build_case(case)
+    outputs = {variant: Path(_DIR.name) / f"{case}_{variant}.tflite" for variant in CASES[case]}
+    export_tflite(model, outputs, tile=TILE, representative_images=representative_images(), calibration_samples=4)
+    return model, outputs
+
+
+def jpeg_inputs(batch: int, height: int, width: int, channels: int, quality: int = 20, seed: int = 0) -> dict:
+    """A batch of JPEG-decoded natural images in [0, 1] with their Q-maps: in-distribution inputs."""
+    images, qmaps = [], []
+    for i in range(batch):
+        jpeg = compress(natural_image(height, width, channels, seed=seed + i), quality)
+        images.append(jpeg.decoded.reshape(height, width, channels).astype(np.float32) / 255.0)
+        qmaps.append(qmap_from_tables(jpeg.luma_table, jpeg.chroma_table, height, width, jpeg.subsampling))
+    return {"image": np.stack(images), "qmap": np.stack(qmaps)}

@@ -1,0 +1,146 @@
+"""LiteRTModel and the LiteRT pipeline: no TensorFlow or Keras on the path (checked in subprocesses,
+one of them with imports of both blocked), output matching the Keras pipeline (QGAUNet tiles and
+DAQENet's defocus-routed patches), CLI fallbacks."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from daqe_tf.inference.litert_runner import LiteRTModel
+from daqe_tf.inference.models import ModelFileError, load_model
+from daqe_tf.inference.pipeline import enhance
+from daqe_tf.metrics import psnr
+from export.converter import metadata_path
+from tests.export_cases import exported, jpeg_inputs
+from tests.helpers import natural_image
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE_TILE = 64  # smaller than the image: several windows, some of odd size
+
+# Runs in a fresh interpreter. With "block", a meta-path finder makes `import tensorflow` and
+# `import keras` fail and records every attempt.
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+
+    mode, work = sys.argv[1], Path(sys.argv[2])
+    block = mode == "block"
+    attempts = []
+
+    class Blocker:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "keras"):
+                attempts.append(name)
+                raise ImportError(f"blocked for the test: {name}")
+            return None
+
+    if block:
+        sys.meta_path.insert(0, Blocker())
+    import numpy as np
+
+    import daqe_tf
+    import daqe_tf.cli as cli
+    import daqe_tf.inference.models as models
+
+    report = {"imported_at_start": sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))}
+    tflite, jpeg = str(work / "model.tflite"), str(work / "photo.jpg")
+    np.save(work / f"{mode}_api.npy", daqe_tf.enhance(jpeg, model=tflite, tile=64).pixels)
+    routed = daqe_tf.enhance(jpeg, model=str(work / "daqe.tflite"), tile=128)  # exits picked per patch by defocus
+    np.save(work / f"{mode}_daqe.npy", routed.pixels)
+    report["daqe_exits"] = routed.routing.exits.tolist()
+    report["cli_model"] = cli.main(["enhance", jpeg, "-o", str(work / f"{mode}_cli.png"), "--model", tflite, "--tile", "64", "-q"])
+    report["attempts_with_tflite"] = list(attempts)
+    if block:
+        models.WEIGHTS_DIR = work / "shipped"
+        report["cli_shipped"] = cli.main(["enhance", jpeg, "-o", str(work / "shipped.png"), "--tile", "64", "-q"])
+        models.WEIGHTS_DIR = work / "nothing_shipped"
+        report["cli_nothing_shipped"] = cli.main(["enhance", jpeg, "-o", str(work / "none.png"), "-q"])
+        report["cli_keras_model"] = cli.main(["enhance", jpeg, "-o", str(work / "keras.png"), "--model", str(work / "m.keras"), "-q"])
+    report["imported_at_end"] = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+    print("REPORT " + json.dumps(report))
+    """
+)
+
+
+def _run(mode: str, work: Path) -> tuple[dict, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", SCRIPT, mode, str(work)], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")][-1]
+    return json.loads(line[len("REPORT "):]), done.stderr
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A JPEG, float32 exports of a tiny QGAUNet and DAQENet, and the Keras pipeline's outputs."""
+    model, paths = exported("qga_color")
+    daqe, daqe_paths = exported("daqe_cnn")
+    work = tmp_path_factory.mktemp("litert")
+    Image.fromarray(natural_image(96, 80, 3, seed=4)).save(work / "photo.jpg", quality=15)
+    for name, source in (("model.tflite", paths), ("shipped/qga_unet_color.tflite", paths), ("daqe.tflite", daqe_paths)):
+        (work / name).parent.mkdir(exist_ok=True)
+        shutil.copyfile(source["float32"], work / name)
+        shutil.copyfile(metadata_path(source["float32"]), metadata_path(work / name))
+    (work / "m.keras").write_bytes(b"not used: Keras is blocked")
+    keras_pixels = enhance(work / "photo.jpg", model, tile=PIPELINE_TILE).pixels
+    keras_daqe = enhance(work / "photo.jpg", daqe, tile=128)  # one defocus window, patches routed
+    return work, keras_pixels, keras_daqe
+
+
+def test_litert_pipeline_imports_no_tensorflow_and_matches_keras(work):
+    work, keras_pixels, keras_daqe = work
+    report, _ = _run("free", work)
+    assert report["imported_at_start"] == [] and report["imported_at_end"] == []
+    assert report["cli_model"] == 0
+    api = np.load(work / "free_api.npy")
+    assert psnr(keras_pixels, api) >= 45.0
+    np.testing.assert_array_equal(np.asarray(Image.open(work / "free_cli.png")), api)
+    assert report["daqe_exits"] == keras_daqe.routing.exits.tolist()
+    assert psnr(keras_daqe.pixels, np.load(work / "free_daqe.npy")) >= 45.0
+
+
+def test_cli_without_tensorflow_uses_shipped_tflite_or_says_what_to_install(work):
+    work, keras_pixels, keras_daqe = work
+    report, stderr = _run("block", work)
+    assert report["attempts_with_tflite"] == []  # the LiteRT path never even tries Keras
+    assert report["imported_at_end"] == []
+    assert report["cli_model"] == 0 and psnr(keras_pixels, np.load(work / "block_api.npy")) >= 45.0
+    assert psnr(keras_daqe.pixels, np.load(work / "block_daqe.npy")) >= 45.0
+    assert report["cli_shipped"] == 0
+    assert psnr(keras_pixels, np.asarray(Image.open(work / "shipped.png"))) >= 45.0
+    assert report["cli_nothing_shipped"] == 1 and report["cli_keras_model"] == 1
+    errors = [line for line in stderr.splitlines() if line.startswith("daqe: error:")]
+    assert len(errors) == 2 and all("daqe-tf[tf]" in line for line in errors), stderr[-2000:]
+    assert "qga_unet_color.tflite" in errors[0] and "m.keras" in errors[1]
+
+
+def test_litert_model_surface(tmp_path):
+    model, paths = exported("qga_color")
+    litert = load_model(paths["float32"], num_threads=1)
+    assert isinstance(litert, LiteRTModel)
+    assert (litert.image_channels, litert.num_exits, litert.stride) == (3, model.num_exits, model.stride)
+    inputs = jpeg_inputs(1, 24, 40, 3)
+    first = litert(inputs, 0)
+    np.testing.assert_allclose(first, model(inputs, exit_index=0), rtol=0, atol=1e-4)
+    litert(jpeg_inputs(2, 48, 32, 3), 0)  # another shape in between: outputs are copies, not views
+    np.testing.assert_array_equal(litert(inputs, 0), first)
+    with pytest.raises(ValueError, match="out of range"):
+        litert(inputs, model.num_exits)
+    with pytest.raises(ValueError, match="no defocus signature"):
+        litert.defocus(inputs)
+    shutil.copyfile(paths["float32"], tmp_path / "bare.tflite")
+    with pytest.raises(ModelFileError, match="metadata"):
+        LiteRTModel(tmp_path / "bare.tflite")
+    (tmp_path / "junk.tflite").write_bytes(b"junk")
+    shutil.copyfile(metadata_path(paths["float32"]), metadata_path(tmp_path / "junk.tflite"))
+    with pytest.raises(ModelFileError, match="not a loadable"):
+        load_model(tmp_path / "junk.tflite")
+
