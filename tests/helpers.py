@@ -1,7 +1,11 @@
 """Small images and models made by the tests themselves (no external data)."""
 from __future__ import annotations
 
+import io
+import struct
+
 import numpy as np
+from PIL import Image
 
 
 def natural_image(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
@@ -33,3 +37,30 @@ def tiny_model(image_channels: int = 3, seed: int = 0):
     for head in model.heads:
         head.kernel.assign(rng.normal(0, 0.05, head.kernel.shape).astype("float32"))
     return model
+
+
+def encode_jpeg(pixels: np.ndarray, **save_kwargs) -> bytes:
+    """Pillow JPEG bytes of ``pixels`` (save options passed through)."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", **save_kwargs)
+    return buf.getvalue()
+
+
+def split_segments(data: bytes):
+    """Split a well-formed JPEG into [(marker, payload), ...] up to SOS, and the rest."""
+    pos, segments = 2, []
+    while True:
+        marker = data[pos + 1]
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        segments.append((marker, data[pos + 4 : pos + 2 + length]))
+        pos += 2 + length
+        if marker == 0xDA:
+            return segments, data[pos:]
+
+
+def join_segments(segments, rest=b"") -> bytes:
+    """Inverse of ``split_segments``."""
+    out = bytearray(b"\xff\xd8")
+    for marker, payload in segments:
+        out += bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+    return bytes(out) + rest

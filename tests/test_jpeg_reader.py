@@ -1,7 +1,6 @@
 """Header reader against Pillow's own JPEG parsing, hand-made edge cases and fuzzing."""
 import io
 import random
-import struct
 import time
 
 import numpy as np
@@ -16,34 +15,13 @@ from daqe_tf.jpeg.reader import (
     parse_jpeg_header,
     read_jpeg_header,
 )
+from tests.helpers import encode_jpeg, join_segments, split_segments
 
 PILLOW_SAMPLING = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
 
 
 def make_jpeg(shape=(24, 40, 3), seed=0, **save_kwargs) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "JPEG", **save_kwargs)
-    return buf.getvalue()
-
-
-def split_segments(data: bytes):
-    """Split a well-formed Pillow JPEG into [(marker, payload), ...] up to SOS, and the rest."""
-    pos, segments = 2, []
-    while True:
-        marker = data[pos + 1]
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        segments.append((marker, data[pos + 4 : pos + 2 + length]))
-        pos += 2 + length
-        if marker == 0xDA:
-            return segments, data[pos:]
-
-
-def join_segments(segments, rest=b"") -> bytes:
-    out = bytearray(b"\xff\xd8")
-    for marker, payload in segments:
-        out += bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
-    return bytes(out) + rest
+    return encode_jpeg(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8), **save_kwargs)
 
 
 def replace_segment(data: bytes, marker: int, payload: bytes) -> bytes:

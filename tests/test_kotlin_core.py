@@ -11,13 +11,11 @@ Without ``kotlinc`` or junit4 the test is skipped with the reason, never passed 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
 import re
 import shutil
-import struct
 import subprocess
 import tempfile
 import types
@@ -32,7 +30,7 @@ from daqe_tf.inference.tiling import _ramp, _starts, enhance_tiled, plan_tiles
 from daqe_tf.io import apply_orientation, load_image
 from daqe_tf.jpeg.qmap import normalize_steps, qmap_from_tables
 from daqe_tf.jpeg.reader import JpegFormatError, parse_jpeg_header
-from tests.helpers import natural_image
+from tests.helpers import encode_jpeg, join_segments, natural_image, split_segments
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_SRC = ROOT / "android_demo" / "app" / "src"
@@ -47,38 +45,13 @@ INSTALL_HINT = "apt-get install -y kotlin junit4"
 # --------------------------------------------------------------------------------------------
 
 
-def _encode(pixels: np.ndarray, **save_kwargs) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "JPEG", **save_kwargs)
-    return buf.getvalue()
-
-
-def _segments(data: bytes):
-    """[(marker, payload), ...] of a well-formed JPEG up to SOS, and the bytes after it."""
-    pos, segments = 2, []
-    while True:
-        marker = data[pos + 1]
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        segments.append((marker, data[pos + 4 : pos + 2 + length]))
-        pos += 2 + length
-        if marker == 0xDA:
-            return segments, data[pos:]
-
-
-def _join(segments, rest=b"") -> bytes:
-    out = bytearray(b"\xff\xd8")
-    for marker, payload in segments:
-        out += bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
-    return bytes(out) + rest
-
-
 def _is_sof(marker: int) -> bool:
     return 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)
 
 
 def _edit_sof(data: bytes, edit) -> bytes:
     """Apply ``edit(marker, bytearray payload) -> marker`` to the frame header."""
-    segments, rest = _segments(data)
+    segments, rest = split_segments(data)
     out = []
     for marker, payload in segments:
         if _is_sof(marker):
@@ -86,7 +59,7 @@ def _edit_sof(data: bytes, edit) -> bytes:
             marker = edit(marker, payload)
             payload = bytes(payload)
         out.append((marker, payload))
-    return _join(out, rest)
+    return join_segments(out, rest)
 
 
 def _with_sampling(data: bytes, factors) -> bytes:
@@ -99,14 +72,14 @@ def _with_sampling(data: bytes, factors) -> bytes:
 
 
 def _edit_dqt(data: bytes, edit) -> bytes:
-    segments, rest = _segments(data)
+    segments, rest = split_segments(data)
     out = []
     done = False
     for marker, payload in segments:
         if marker == 0xDB and not done:
             payload, done = bytes(edit(bytearray(payload))), True
         out.append((marker, payload))
-    return _join(out, rest)
+    return join_segments(out, rest)
 
 
 def _set(payload: bytearray, index: int, value: int) -> bytearray:
@@ -128,16 +101,16 @@ def _sof_bytes(data: bytes, values: dict[int, int]) -> bytes:
 def _jpeg_cases() -> dict[str, bytes]:
     colour = natural_image(37, 53, 3, seed=1)
     gray = natural_image(45, 31, 1, seed=2)
-    base = _encode(colour, quality=75)
+    base = encode_jpeg(colour, quality=75)
     cases = {
         "c420_q75_37x53": base,
-        "c422_q50_23x40": _encode(natural_image(23, 40, 3, seed=3), quality=50, subsampling=1),
-        "c444_q90_17x17": _encode(natural_image(17, 17, 3, seed=4), quality=90, subsampling=0),
-        "gray_q60_45x31": _encode(gray, quality=60),
-        "progressive_q80": _encode(colour, quality=80, progressive=True),
-        "custom8_3tables": _encode(colour, qtables=[[1 + i for i in range(64)], [2 + i for i in range(64)], [200 - i for i in range(64)]]),
-        "custom16_sof1": _encode(colour, qtables=[list(range(1, 65)), [300 + 7 * i for i in range(64)]]),
-        "app_exif_comment": _encode(colour, quality=70, exif=_exif_orientation(6), comment=b"daqe vectors"),
+        "c422_q50_23x40": encode_jpeg(natural_image(23, 40, 3, seed=3), quality=50, subsampling=1),
+        "c444_q90_17x17": encode_jpeg(natural_image(17, 17, 3, seed=4), quality=90, subsampling=0),
+        "gray_q60_45x31": encode_jpeg(gray, quality=60),
+        "progressive_q80": encode_jpeg(colour, quality=80, progressive=True),
+        "custom8_3tables": encode_jpeg(colour, qtables=[[1 + i for i in range(64)], [2 + i for i in range(64)], [200 - i for i in range(64)]]),
+        "custom16_sof1": encode_jpeg(colour, qtables=[list(range(1, 65)), [300 + 7 * i for i in range(64)]]),
+        "app_exif_comment": encode_jpeg(colour, quality=70, exif=_exif_orientation(6), comment=b"daqe vectors"),
         "sampling_411": _with_sampling(base, [(4, 1), (1, 1), (1, 1)]),
         "sampling_440": _with_sampling(base, [(1, 2), (1, 1), (1, 1)]),
         "sampling_h3v1": _with_sampling(base, [(3, 1), (1, 1), (1, 1)]),
@@ -156,7 +129,7 @@ def _jpeg_cases() -> dict[str, bytes]:
         "missing_table": _sof_bytes(base, {8: 3}),
         "second_sof": _second_sof(base),
         "eoi_early": base[:2] + b"\xff\xd9" + base[2:],
-        "sos_first": _join([s for s in _segments(base)[0] if not _is_sof(s[0])], _segments(base)[1]),
+        "sos_first": join_segments([s for s in split_segments(base)[0] if not _is_sof(s[0])], split_segments(base)[1]),
         "bad_length": base[:2] + b"\xff\xfe\x00\x01" + base[2:],
         "zero_sampling": _with_sampling(base, [(0, 1), (1, 1), (1, 1)]),
         "precision_16": _sof_bytes(base, {0: 16}),
@@ -175,9 +148,9 @@ def _exif_orientation(value: int) -> bytes:
 
 
 def _second_sof(data: bytes) -> bytes:
-    segments, rest = _segments(data)
+    segments, rest = split_segments(data)
     i = next(i for i, (m, _) in enumerate(segments) if _is_sof(m))
-    return _join(segments[: i + 1] + [segments[i]] + segments[i + 1 :], rest)
+    return join_segments(segments[: i + 1] + [segments[i]] + segments[i + 1 :], rest)
 
 
 def _header_json(data: bytes) -> dict:
@@ -199,7 +172,7 @@ def _header_json(data: bytes) -> dict:
 
 
 def _header_length(data: bytes) -> int:
-    segments, rest = _segments(data)
+    segments, rest = split_segments(data)
     return len(data) - len(rest)
 
 
@@ -412,12 +385,12 @@ def _fake_forward(image, qmap):
 
 def _write_pipeline_vectors(folder: Path, manifest: dict) -> None:
     cases = [
-        ("c420", _encode(natural_image(67, 90, 3, seed=21), quality=40), 3, 64, 16),
-        ("c422", _encode(natural_image(50, 130, 3, seed=22), quality=60, subsampling=1), 3, 32, 16),
-        ("c444_gray_model", _encode(natural_image(61, 47, 3, seed=23), quality=30, subsampling=0), 1, 64, 16),
-        ("gray_colour_model", _encode(natural_image(45, 77, 1, seed=24), quality=50), 3, 64, 16),
-        ("gray_gray_model", _encode(natural_image(80, 33, 1, seed=25), quality=20), 1, 32, 16),
-        ("wide_tables", _encode(natural_image(40, 52, 3, seed=26), qtables=[list(range(1, 65)), [300 + 7 * i for i in range(64)]]), 3, 64, 32),
+        ("c420", encode_jpeg(natural_image(67, 90, 3, seed=21), quality=40), 3, 64, 16),
+        ("c422", encode_jpeg(natural_image(50, 130, 3, seed=22), quality=60, subsampling=1), 3, 32, 16),
+        ("c444_gray_model", encode_jpeg(natural_image(61, 47, 3, seed=23), quality=30, subsampling=0), 1, 64, 16),
+        ("gray_colour_model", encode_jpeg(natural_image(45, 77, 1, seed=24), quality=50), 3, 64, 16),
+        ("gray_gray_model", encode_jpeg(natural_image(80, 33, 1, seed=25), quality=20), 1, 32, 16),
+        ("wide_tables", encode_jpeg(natural_image(40, 52, 3, seed=26), qtables=[list(range(1, 65)), [300 + 7 * i for i in range(64)]]), 3, 64, 32),
     ]
     entries = []
     with pytest.MonkeyPatch.context() as mp:
