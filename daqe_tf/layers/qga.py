@@ -8,7 +8,7 @@ pass less of the (artefact-laden) encoder detail to the decoder.
 from __future__ import annotations
 
 import keras
-from keras import layers, ops
+from keras import layers
 
 
 @keras.saving.register_keras_serializable(package="daqe_tf")
