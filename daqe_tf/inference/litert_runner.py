@@ -52,12 +52,13 @@ class LiteRTModel:
         self.patch_size = self.metadata.get("patch_size")
         self.thresholds = self.metadata.get("thresholds")
         self.signatures = self.metadata["signatures"]
-        missing = set(self._keys()) - set(self._interpreter.get_signature_list())
+        missing = set(self.signature_keys()) - set(self._interpreter.get_signature_list())
         if missing:
             raise ModelFileError(f"{self.path}: lacks signatures {sorted(missing)} named in its metadata")
         self._runners: dict = {}
 
-    def _keys(self) -> list[str]:
+    def signature_keys(self) -> list[str]:
+        """Exits, then ``defocus`` (DAQE), then the fixed tile."""
         return [*self.signatures["exits"], *filter(None, [self.signatures.get("defocus"), self.signatures.get("tile")])]
 
     def run(self, key: str, inputs: dict) -> dict:
