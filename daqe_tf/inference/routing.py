@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from daqe_tf.defocus.clusters import assign_clusters
 from daqe_tf.inference.tiling import Tile, cell_owners, plan_tiles, stitch, to_uint8
 
 CELL = 16  # pixels per defocus cell side
@@ -107,14 +108,9 @@ def patch_defocus(defocus: np.ndarray, patch: Tile) -> np.float32:
 
 
 def route_patches(defocus: np.ndarray, patches: list[Tile], thresholds) -> np.ndarray:
-    """Exit (= cluster) of every patch from its mean predicted defocus.
-
-    ``daqe_tf.models.daqe.clusters.assign_clusters`` in numpy (tests check they agree): importing
-    that package imports Keras, which a LiteRT-only install lacks.
-    """
+    """Exit (= cluster) of every patch from its mean predicted defocus."""
     values = np.array([patch_defocus(defocus, p) for p in patches], np.float32)
-    thresholds = np.asarray(thresholds, np.float32).reshape(-1)
-    return (thresholds.size - (values[:, None] > thresholds).sum(axis=1)).astype(np.int32)
+    return assign_clusters(values, thresholds)
 
 
 def run_patches(

@@ -1,0 +1,52 @@
+"""Defocus clusters in numpy: which exit each patch leaves through.
+
+Defocused patches lost little detail to JPEG and gain little from deep branches, so MORE
+defocus means a LOWER cluster id and an earlier, cheaper exit. Thresholds are quantiles of the
+predicted patch defocus over the training set, so the clusters start out equally populated.
+No Keras here: data preparation and the LiteRT-only runtime use these; the model's
+``keras.ops`` versions live in ``daqe_tf.models.daqe.clusters``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def validate_thresholds(thresholds) -> np.ndarray:
+    """Thresholds as a flat float32 array; ValueError unless non-decreasing."""
+    thresholds = np.asarray(thresholds, np.float32).reshape(-1)
+    if np.any(np.diff(thresholds) < 0):
+        raise ValueError(f"thresholds must be non-decreasing, got {thresholds.tolist()}")
+    return thresholds
+
+
+def fit_thresholds(values, num_clusters: int) -> list[float]:
+    """The ``num_clusters - 1`` quantiles (k / num_clusters) of patch defocus ``values``, ascending."""
+    values = np.asarray(values, np.float64).reshape(-1)
+    if num_clusters < 1 or values.size == 0:
+        raise ValueError("need num_clusters >= 1 and at least one value")
+    quantiles = np.arange(1, num_clusters) / num_clusters
+    return [float(t) for t in np.quantile(values, quantiles)]
+
+
+def assign_clusters(patch_defocus, thresholds) -> np.ndarray:
+    """Cluster id per value: N - 1 minus the number of thresholds the value exceeds (ties go sharp).
+
+    0 = most defocused, N - 1 = sharpest, N = len(thresholds) + 1.
+    """
+    thresholds = validate_thresholds(thresholds)
+    exceeded = np.asarray(patch_defocus, np.float32)[..., None] > thresholds
+    return (thresholds.size - exceeded.sum(axis=-1)).astype(np.int32)
+
+
+def patch_defocus_from_map(defocus_map, patch_cells: int) -> np.ndarray:
+    """Mean of a (B, h, w, 1) cell map per ``patch_cells`` x ``patch_cells`` patch -> (B, ceil(h/p), ceil(w/p)).
+
+    Partial patches at the bottom/right average the cells they hold.
+    """
+    cells = np.asarray(defocus_map, np.float64)[..., 0]
+    batch, height, width = cells.shape
+    rows, cols = -(-height // patch_cells), -(-width // patch_cells)
+    padding = [(0, 0), (0, rows * patch_cells - height), (0, cols * patch_cells - width)]
+    sums = np.pad(cells, padding).reshape(batch, rows, patch_cells, cols, patch_cells).sum(axis=(2, 4))
+    counts = np.pad(np.ones_like(cells), padding).reshape(batch, rows, patch_cells, cols, patch_cells).sum(axis=(2, 4))
+    return (sums / counts).astype(np.float32)
