@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from daqe_tf.io import list_image_files
-from train.degradations import DegradationConfig, degrade
+from train.degradations import DegradationConfig, degrade_pair
 
 
 def list_images(source: str, root: str | None = None) -> list[str]:
@@ -73,8 +73,8 @@ class PairSampler:
         rng = np.random.default_rng([self.seed, index])
         decoded, qmaps, targets, labels = [], [], [], []
         for _ in range(self.batch_size):
-            target, label = self._sample(rng, index)
-            jpeg, qmap, _ = degrade(rng, target, self.degradation)
+            patch, label = self._sample(rng, index)
+            target, jpeg, qmap, _ = degrade_pair(rng, patch, self.degradation)
             decoded.append(jpeg)
             qmaps.append(qmap)
             targets.append(target)

@@ -14,6 +14,7 @@ import numpy as np
 from daqe_tf.jpeg.qmap import qmap_from_tables
 from daqe_tf.jpeg.simulate import compress
 from daqe_tf.jpeg.tables import STD_CHROMA_TABLE, STD_LUMA_TABLE, scale_table
+from daqe_tf.metrics import rgb_to_y_uint8
 
 
 @dataclasses.dataclass
@@ -31,6 +32,7 @@ class DegradationConfig:
     subsampling_probs: dict = dataclasses.field(default_factory=lambda: {"4:2:0": 0.7, "4:4:4": 0.2, "4:2:2": 0.1})
     custom_table_prob: float = 0.1
     double_jpeg_prob: float = 0.1
+    grayscale_prob: float = 0.0  # colour images only: a gray pair, as a gray JPEG reaches a colour model
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -54,9 +56,10 @@ def random_custom_tables(rng: np.random.Generator, quality: int, grayscale: bool
 def degrade(rng: np.random.Generator, image: np.ndarray, cfg: DegradationConfig):
     """Compress ``image`` (uint8 HxW or HxWx3) with a random degradation.
 
-    Returns ``(decoded uint8, qmap float32 HxWxQ, quality)``. For double JPEG the
-    image is first compressed on a grid shifted by 0..7 pixels, and the Q-map
-    describes the last compression (the one whose grid the output keeps).
+    Returns ``(decoded uint8, qmap float32 HxWxQ, quality)``. A double JPEG treats ``image``
+    as a crop, offset by (dy, dx) in 0..7 px, of an earlier JPEG: every pixel is compressed
+    twice, first on a grid shifted by the offset, and the Q-map describes the last compression
+    (the one whose grid the output keeps).
     """
     grayscale = image.ndim == 2
     quality = sample_quality(rng, cfg)
@@ -66,11 +69,11 @@ def degrade(rng: np.random.Generator, image: np.ndarray, cfg: DegradationConfig)
         probs = np.array([cfg.subsampling_probs[n] for n in names], dtype=np.float64)
         subsampling = names[rng.choice(len(names), p=probs / probs.sum())]
     if rng.random() < cfg.double_jpeg_prob:
-        dy, dx = rng.integers(0, 8, size=2)
+        dy, dx = (int(v) for v in rng.integers(0, 8, size=2))
         first_quality = sample_quality(rng, cfg)
-        shifted = compress(np.ascontiguousarray(image[dy:, dx:]), first_quality, subsampling=subsampling if not grayscale else "4:2:0").decoded
-        image = image.copy()
-        image[dy:, dx:] = shifted
+        # Reflect-pad above and left so the earlier JPEG covers the whole crop, then cut the crop out.
+        padded = np.pad(image, ((dy, 0), (dx, 0)) + ((0, 0),) * (image.ndim - 2), mode="reflect")
+        image = np.ascontiguousarray(compress(padded, first_quality, subsampling=subsampling).decoded[dy:, dx:])
     if rng.random() < cfg.custom_table_prob:
         result = compress(image, tables=random_custom_tables(rng, quality, grayscale), subsampling=subsampling)
     else:
@@ -78,3 +81,20 @@ def degrade(rng: np.random.Generator, image: np.ndarray, cfg: DegradationConfig)
     height, width = image.shape[:2]
     qmap = qmap_from_tables(result.luma_table, result.chroma_table, height, width, result.subsampling)
     return result.decoded, qmap, quality
+
+
+def degrade_pair(rng: np.random.Generator, image: np.ndarray, cfg: DegradationConfig):
+    """One training pair from a clean uint8 patch: ``(target, decoded, qmap, quality)``.
+
+    With probability ``cfg.grayscale_prob`` a colour patch becomes gray content as
+    ``daqe_tf.inference`` feeds a gray JPEG to a colour model: the Y channel (BT.601, as the
+    evaluation's gray sets) compressed as a one-component JPEG, replicated into the three
+    channels of input and target, with the luma table as the 4:4:4 chroma table of the Q-map.
+    No random number is drawn when the probability is 0, so existing data streams stay the same.
+    """
+    if image.ndim == 3 and cfg.grayscale_prob and rng.random() < cfg.grayscale_prob:
+        luma = rgb_to_y_uint8(image)
+        decoded, qmap, quality = degrade(rng, luma, cfg)
+        rgb = lambda gray: np.repeat(gray[..., None], 3, axis=2)  # noqa: E731
+        return rgb(luma), rgb(decoded), np.repeat(qmap, 2, axis=2), quality
+    return (image, *degrade(rng, image, cfg))

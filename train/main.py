@@ -43,6 +43,7 @@ flags.DEFINE_integer("quality_max", 90, "Highest training JPEG quality.")
 flags.DEFINE_float("quality_low_bias", 0.5, "0 = uniform QF; towards 1 = mostly low QF.")
 flags.DEFINE_float("double_jpeg_prob", 0.1, "Probability of a double JPEG with a shifted grid.")
 flags.DEFINE_float("custom_table_prob", 0.1, "Probability of random (non-standard) quantization tables.")
+flags.DEFINE_float("grayscale_prob", 0.0, "Colour models: probability of a gray pair (Y in all channels, as a gray JPEG is enhanced).")
 flags.DEFINE_integer("seed", 0, "Data seed.")
 flags.DEFINE_integer("log_every", 50, "Steps between log lines.")
 flags.DEFINE_integer("checkpoint_every", 250, "Steps between checkpoints.")
@@ -88,6 +89,7 @@ def config_from_flags() -> TrainConfig:
             quality_low_bias=FLAGS.quality_low_bias,
             double_jpeg_prob=FLAGS.double_jpeg_prob,
             custom_table_prob=FLAGS.custom_table_prob,
+            grayscale_prob=FLAGS.grayscale_prob,
         ),
     )
 
