@@ -99,3 +99,31 @@ def test_model_rejects_threshold_count():
         DAQENet(**TINY, thresholds=[0.5])
     with pytest.raises(ValueError, match="non-decreasing"):
         DAQENet(**TINY).thresholds = [1.0, 0.5]
+
+
+
+def test_budget_thresholds_keep_quality_where_routing_costs_least():
+    """Patches whose cheap exit loses nothing go early; the budget holds; no feasible split is better."""
+    from daqe_tf.defocus.clusters import budget_thresholds
+
+    n = 90
+    defocus = np.linspace(0.0, 1.0, n)
+    # Exit 0 is as good as exit 2 on the most defocused fifth, exit 1 above the sharpest tenth:
+    # equal thirds would send blurred-but-not-enough patches through exit 0.
+    errors = np.stack([np.where(defocus > 0.8, 1.0, 5.0), np.where(defocus > 0.1, 1.0, 3.0), np.ones(n)], axis=1)
+    costs = np.array([1.0, 2.0, 4.0])
+    thresholds = budget_thresholds(defocus, errors, costs, budget=0.6)
+    exits = assign_clusters(defocus, thresholds)
+    assert costs[exits].mean() <= 0.6 * costs[-1]
+    assert exits[-1] == 0 and exits[0] == 2 and (np.diff(exits) <= 0).all()
+    # Every monotone split of the sorted patches: a sharpest through exit 2, the next b - a through exit 1.
+    feasible = [
+        errors[:a, 2].sum() + errors[a:b, 1].sum() + errors[b:, 0].sum()
+        for a in range(n + 1) for b in range(a, n + 1)
+        if (4 * a + 2 * (b - a) + (n - b)) / n <= 0.6 * 4
+    ]
+    chosen = errors[np.arange(n), exits].sum()
+    assert chosen <= min(feasible) + 4.0  # a 50-step quantile grid: within a couple of patches
+    assert chosen < errors[np.arange(n), assign_clusters(defocus, fit_thresholds(defocus, 3))].sum()
+    with pytest.raises(ValueError, match="budget"):
+        budget_thresholds(defocus, errors, costs, budget=0.1)

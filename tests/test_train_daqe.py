@@ -184,3 +184,25 @@ def test_fit_thresholds_refits_on_the_heads_predictions(tmp_path, image_folder):
     counts = np.bincount(assign_clusters(predicted, refit.thresholds), minlength=3)
     assert counts.max() - counts.min() <= 2, counts
     np.testing.assert_array_equal(refit.get_weights()[0], model.get_weights()[0])
+
+
+def test_budget_refit_meets_the_compute_budget(tmp_path, image_folder):
+    """``--budget``: the routed training patches cost at most that share of the deepest exit."""
+    import keras
+
+    from daqe_tf.complexity import count_macs
+    from daqe_tf.models import build_model
+    from train.data import list_images, load_images
+    from train.fit_thresholds import main, predicted_patch_defocus
+
+    keras.utils.set_random_seed(2)
+    model = build_model("daqe", 3, **TINY_DAQE)
+    model.save(tmp_path / "trained.keras")
+    status = main(["--model", str(tmp_path / "trained.keras"), "--train_data", str(image_folder),
+                   "--out", str(tmp_path / "budget.keras"), "--qualities", "10", "--budget", "0.5"])
+    assert status == 0
+    refit = keras.models.load_model(tmp_path / "budget.keras", safe_mode=True)
+    images = load_images(list_images(str(image_folder)), grayscale=False, min_size=16)
+    exits = assign_clusters(np.concatenate([predicted_patch_defocus(refit, image, 10) for image in images]), refit.thresholds)
+    costs = np.array([count_macs(refit, refit.patch_size, refit.patch_size, k) for k in range(3)])
+    assert costs[exits].mean() <= 0.5 * costs[-1] + 1e-6

@@ -28,6 +28,43 @@ def fit_thresholds(values, num_clusters: int) -> list[float]:
     return [float(t) for t in np.quantile(values, quantiles)]
 
 
+
+def budget_thresholds(patch_defocus, exit_errors, exit_costs, budget: float, grid: int = 50) -> list[float]:
+    """Thresholds that lose the least quality while the exits cost at most ``budget`` x the deepest.
+
+    Equal-share quantiles fix the compute and let the quality fall where it may; this fixes the
+    compute budget and picks, among thresholds on a quantile grid of ``patch_defocus`` (``grid``
+    steps), the ones whose routing has the smallest total error. Clusters stay ordered by defocus.
+
+    Args:
+        patch_defocus: (n,) predicted defocus per calibration patch.
+        exit_errors: (n, N) each patch's squared error through each exit (sum over its pixels).
+        exit_costs: (N,) MACs of one patch through each exit, ascending.
+        budget: largest allowed mean cost as a fraction of ``exit_costs[-1]``.
+    Raises ValueError when no threshold choice meets the budget (not even all-cheapest).
+    """
+    import itertools
+
+    defocus = np.asarray(patch_defocus, np.float64).reshape(-1)
+    errors = np.asarray(exit_errors, np.float64)
+    costs = np.asarray(exit_costs, np.float64).reshape(-1)
+    n, exits = errors.shape
+    if defocus.size != n or costs.size != exits or n == 0:
+        raise ValueError("need one defocus value and one error per exit for each patch, one cost per exit")
+    candidates = np.unique(np.quantile(defocus, np.linspace(0.0, 1.0, grid + 1)))
+    candidates = np.concatenate([[defocus.min() - 1.0], candidates])  # below every patch: no sharp cluster
+    best, best_error = None, np.inf
+    for choice in itertools.combinations_with_replacement(candidates, exits - 1):
+        clusters = assign_clusters(defocus, choice)
+        if costs[clusters].mean() > budget * costs[-1] + 1e-9:
+            continue
+        error = errors[np.arange(n), clusters].sum()
+        if error < best_error:
+            best, best_error = choice, error
+    if best is None:
+        raise ValueError(f"no thresholds meet a budget of {budget:.2f} x the deepest exit's cost")
+    return [float(t) for t in best]
+
 def assign_clusters(patch_defocus, thresholds) -> np.ndarray:
     """Cluster id per value: N - 1 minus the number of thresholds the value exceeds (ties go sharp).
 
