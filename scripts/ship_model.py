@@ -1,6 +1,9 @@
 """Copy a training run's model into daqe_tf/weights/ with its provenance.
 
-    python scripts/ship_model.py RUN_DIR NAME [--which best|final] --command "..." [--command "..."]
+    python scripts/ship_model.py RUN_DIR NAME [--which best|final | --model FILE.keras] --command "..." [--command "..."]
+
+``--model`` ships a file derived from the run (e.g. a DAQE model whose thresholds
+``python -m train.fit_thresholds`` refitted); its weights must be the run's.
 
 Writes NAME.keras (atomically), NAME.log.jsonl (the training log), NAME.config.json
 (the resolved training config), NAME.data.txt (the exact training list) and
@@ -24,6 +27,7 @@ def main(argv=None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("name")
     parser.add_argument("--which", choices=("best", "final"), default="best")
+    parser.add_argument("--model", type=Path, default=None, help="ship this .keras instead of RUN_DIR/<which>.keras")
     parser.add_argument("--command", action="append", default=[], help="a command that produced the run (repeat for resumes)")
     args = parser.parse_args(argv)
 
@@ -34,7 +38,7 @@ def main(argv=None) -> int:
 
     weights = ROOT / "daqe_tf" / "weights"
     weights.mkdir(exist_ok=True)
-    source = args.run_dir / f"{args.which}.keras"
+    source = args.model or args.run_dir / f"{args.which}.keras"
     model = keras.models.load_model(source, safe_mode=True)
     tmp = weights / f".{args.name}.keras.tmp"
     shutil.copyfile(source, tmp)
@@ -60,7 +64,7 @@ def main(argv=None) -> int:
     commands = "\n".join(args.command) or "(not recorded)"
     card = f"""# {args.name}
 
-{type(model).__name__}, {'grayscale (Y)' if model.image_channels == 1 else 'RGB'}, {model.count_params():,} parameters, {size_mb:.1f} MB file.
+{type(model).__name__}{f" ({model.texture} texture)" if hasattr(model, "texture") else ""}, {'grayscale (Y)' if model.image_channels == 1 else 'RGB'}, {model.count_params():,} parameters, {size_mb:.1f} MB file.
 Model config: `{json.dumps({k: v for k, v in model.get_config().items() if k not in ('name', 'trainable', 'dtype')})}`
 
 MACs per pixel by exit (convolutions, 256×256 input): {', '.join(f'exit {k}: {m / 1e3:.1f} k' for k, m in enumerate(macs))}.
@@ -76,7 +80,7 @@ Resolved config: `{args.name}.config.json`. Log: `{args.name}.log.jsonl`.
 ```
 
 Training time: {records[-1].get('train_seconds', 0) / 3600:.2f} h on 2 shared CPU cores, {max(r['step'] for r in records)} steps;
-the shipped file is the run's `{args.which}.keras` (EMA weights).
+the shipped file is {f"`{args.model.name}`, derived from the run's weights" if args.model else f"the run's `{args.which}.keras`"} (EMA weights).
 
 ## Validation curve (held-out crops, PSNR gain over JPEG at the deepest exit, dB)
 
@@ -84,7 +88,7 @@ the shipped file is the run's `{args.which}.keras` (EMA weights).
 |---|---|{'---|' * len(config['eval_qualities'])}
 {curve}
 
-Benchmark numbers on the evaluation sets: see the README (`python -m benchmarks.evaluate_model`).
+Benchmark numbers on the evaluation sets: see the README (`python -m benchmarks.{"daqe_eval" if hasattr(model, "thresholds") else "evaluate_model"}`).
 """
     (weights / f"{args.name}.md").write_text(card)
     print(card)
