@@ -117,7 +117,16 @@ def _compile(model, forward: Callable) -> Callable:
     if backend == "jax":
         import jax
 
-        return jax.jit(forward)
+        # The weights go in as arguments: jitting ``forward`` itself would bake the values they
+        # had at tracing into the compiled code, and a model that trains on would run stale.
+        variables = model.variables
+
+        def stateless(values, image, qmap):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return forward(image, qmap)
+
+        jitted = jax.jit(stateless)
+        return lambda image, qmap: jitted([v.value for v in variables], image, qmap)
     return forward
 
 
