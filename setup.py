@@ -25,7 +25,8 @@ setup(
         "tf": TF,
         "litert": LITERT,
         "train": TRAIN,
-        "test": TRAIN + LITERT + ["pytest>=7", "scikit-image>=0.22"],
+        # jax (CPU) runs the JAX trainer's tests (KERAS_BACKEND=jax in a subprocess).
+        "test": TRAIN + LITERT + ["pytest>=7", "scikit-image>=0.22", "jax[cpu]>=0.4.36"],
     },
     entry_points={"console_scripts": ["daqe=daqe_tf.cli:main"]},
 )

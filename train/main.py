@@ -96,6 +96,13 @@ def config_from_flags() -> TrainConfig:
 
 def main(argv):
     del argv
+    import keras
+
+    if keras.backend.backend() == "jax":  # KERAS_BACKEND=jax: one device, no TensorFlow (train.jax_loop)
+        from train.jax_loop import JaxTrainer
+
+        JaxTrainer(config_from_flags()).run()
+        return
     import tensorflow as tf
 
     if FLAGS.threads:
