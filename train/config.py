@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 from train.degradations import DegradationConfig
@@ -38,6 +39,8 @@ class TrainConfig:
     eval_crop: int = 256
     eval_images: int = 10
     time_limit_minutes: float = 0.0
+    strategy: str = "auto"  # auto | mirrored | multiworker (train.loop.make_strategy)
+    mixed_precision: bool = False  # mixed_float16 compute; saved .keras models stay float32
     degradation: DegradationConfig = dataclasses.field(default_factory=DegradationConfig)
 
     @property
@@ -57,4 +60,8 @@ class TrainConfig:
         return cls(**data)
 
     def save(self, path):
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+        """Write atomically: another worker may be reading the file while the chief rewrites it."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        os.replace(tmp, path)
