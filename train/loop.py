@@ -1,13 +1,21 @@
 """The training loop: one custom step for every tf.distribute strategy.
 
 ``Trainer`` owns the model, optimizer (with an EMA of the weights), data
-sampler, validation pairs, checkpoints and logs of one run folder. Keras 3's
-``fit`` is not used because MultiWorkerMirroredStrategy rejects its reductions;
-the step here is ``strategy.run`` + ``tf.nn.compute_average_loss``.
+sampler, validation pairs, checkpoints, logs and TensorBoard summaries of one
+run folder. Keras 3's ``fit`` is not used because MultiWorkerMirroredStrategy
+rejects its reductions; the step here is ``strategy.run`` +
+``tf.nn.compute_average_loss`` with the global batch size.
+
+Under multi-worker training only the chief writes into the run folder; the
+other workers train in lockstep and write nothing, so they cannot clobber the
+chief's files. Every worker reads the run folder's checkpoint when resuming, so
+the folder must be storage that all workers see.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -18,6 +26,60 @@ from train import checkpoint
 from train.config import TrainConfig
 from train.data import ClusterPairSampler, PairSampler, list_images, load_images
 from train.losses import deep_supervision_loss, defocus_loss
+
+
+STRATEGIES = ("auto", "mirrored", "multiworker")
+
+
+def make_strategy(name: str = "auto"):
+    """The tf.distribute strategy for ``--strategy``.
+
+    ``auto``: MirroredStrategy when several GPUs are visible, else the default (one device)
+    strategy. ``mirrored``: every visible GPU, or every logical CPU device when there is no
+    GPU. ``multiworker``: MultiWorkerMirroredStrategy with the cluster from ``TF_CONFIG``;
+    it must be created before any other TensorFlow op, so call this first.
+    """
+    import tensorflow as tf
+
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose from {STRATEGIES}")
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    return tf.distribute.MirroredStrategy([d.name for d in gpus or tf.config.list_logical_devices("CPU")])
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes the run's files: the ``chief`` task, or ``worker`` 0 of a cluster
+    without a chief (the convention of ``TF_CONFIG``); always true outside a cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if not task_type or task_type == "chief":
+        return True
+    return task_type == "worker" and not resolver.task_id and "chief" not in resolver.cluster_spec().as_dict()
+
+
+@contextlib.contextmanager
+def global_dtype_policy(name: str):
+    """Build layers under Keras dtype policy ``name`` without leaving it set for the rest of the process."""
+    import keras
+
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of the model's weights: equal on every worker when replicas stayed in sync."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
 
 
 def default_exit_weights(num_exits: int) -> tuple:
@@ -53,9 +115,15 @@ def psnr_uint8(reference: np.ndarray, output: np.ndarray) -> float:
 
 
 class Trainer:
-    """Train one model family in ``cfg.run_dir``, resuming from its last checkpoint."""
+    """Train one model family in ``cfg.run_dir``.
 
-    def __init__(self, cfg: TrainConfig, strategy=None, is_chief: bool = True):
+    ``resume=True`` continues from the run folder's last checkpoint when there is one;
+    ``resume=False`` refuses a run folder that holds anything, so an earlier run is never
+    overwritten or silently deleted. ``strategy`` defaults to ``make_strategy(cfg.strategy)``;
+    ``chief`` defaults to ``is_chief(strategy)``.
+    """
+
+    def __init__(self, cfg: TrainConfig, strategy=None, chief: bool | None = None, resume: bool = True):
         import keras
         import tensorflow as tf
 
@@ -63,14 +131,30 @@ class Trainer:
 
         self.cfg = cfg
         self.tf = tf
-        self.strategy = strategy or tf.distribute.get_strategy()
-        self.is_chief = is_chief
+        self.strategy = strategy or make_strategy(cfg.strategy)
+        self.is_chief = is_chief(self.strategy) if chief is None else chief
+        self.replicas = self.strategy.num_replicas_in_sync
+        if cfg.batch_size % self.replicas:
+            raise ValueError(f"--batch_size {cfg.batch_size} is the global batch: it must be a multiple of the "
+                             f"{self.replicas} replicas, which each take batch_size / replicas examples")
+        self.per_replica_batch = cfg.batch_size // self.replicas
         self.run_dir = Path(cfg.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Every worker checks here; the chief writes config.json only after _check_workers_agree, a
+        # collective that waits for every worker, so no worker can see the chief's own new files.
+        if not resume and self.run_dir.is_dir() and any(self.run_dir.iterdir()):
+            raise FileExistsError(
+                f"{self.run_dir} already holds a run ({', '.join(sorted(p.name for p in self.run_dir.iterdir())[:5])}); "
+                "--noresume starts only in a new or empty folder: pick another --run_dir, move this one away, "
+                "or leave --resume on to continue it")
+        if self.is_chief:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.images = None
         self.defocus = None  # DAQE: pseudo-label sigma maps and crop candidates
+        self.writer = None
+        self.val_samples = {}
         with self.strategy.scope():
-            self.model = build_model(cfg.family, cfg.image_channels, **cfg.model_config)
+            with global_dtype_policy("mixed_float16" if cfg.mixed_precision else keras.mixed_precision.global_policy()):
+                self.model = build_model(cfg.family, cfg.image_channels, **cfg.model_config)
             schedule = keras.optimizers.schedules.CosineDecay(
                 initial_learning_rate=cfg.learning_rate / 10,
                 decay_steps=max(cfg.steps - cfg.warmup_steps, 1),
@@ -78,26 +162,55 @@ class Trainer:
                 warmup_target=cfg.learning_rate,
                 warmup_steps=cfg.warmup_steps,
             )
-            self.optimizer = keras.optimizers.AdamW(
+            self.base_optimizer = keras.optimizers.AdamW(
                 learning_rate=schedule,
                 weight_decay=cfg.weight_decay,
                 clipnorm=None,
                 use_ema=cfg.ema_momentum > 0,
                 ema_momentum=cfg.ema_momentum or 0.99,
             )
+            # float16 gradients underflow without loss scaling; the wrapper skips steps with inf/NaN.
+            self.optimizer = (keras.optimizers.LossScaleOptimizer(self.base_optimizer) if cfg.mixed_precision
+                              else self.base_optimizer)
             self.optimizer.build(self.model.trainable_variables)
         self.exit_weights = cfg.exit_weights or default_exit_weights(self.model.num_exits)
-        self.state = {"batch_index": 0, "best_val_psnr_gain": None, "train_seconds": 0.0}
+        self.state = {"step": 0, "batch_index": 0, "seed": cfg.seed, "replicas": self.replicas,
+                      "best_val_psnr_gain": None, "train_seconds": 0.0}
         if cfg.family == "daqe":
             self._prepare_defocus_labels()
-        found = checkpoint.latest(self.run_dir)
+        found = checkpoint.latest(self.run_dir) if resume else None
         if found is not None:
-            self.state = checkpoint.restore(found, self.model, self.optimizer)
-            changed = self._config_changes()
-            self.log(f"resumed from {found} at step {self.step}" + (f", changed: {changed}" if changed else ""),
-                     kind="resume", step=self.step, changed=changed)
-        if is_chief:
+            self.state = {**self.state, **checkpoint.restore(found, self.model, self.optimizer)}
+            changed = self._config_changes() if self.is_chief else {}
+            if self.state.get("replicas", self.replicas) != self.replicas:
+                changed["replicas"] = [self.state.get("replicas"), self.replicas]
+            self.log(f"resumed from {found} at step {self.step}, data batch {self.state['batch_index']}"
+                     + (f", changed: {changed}" if changed else ""),
+                     kind="resume", step=self.step, batch_index=self.state["batch_index"], changed=changed)
+        self._check_workers_agree()
+        if self.is_chief:
             cfg.save(self.run_dir / "config.json")
+
+    def _check_workers_agree(self):
+        """Fail clearly when workers resumed from different steps (a run folder not shared by all workers)."""
+        tf, strategy = self.tf, self.strategy
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return
+
+        @tf.function
+        def spread():
+            def replica():  # ReduceOp has no MIN/MAX: the steps agree when they all equal their mean
+                ctx = tf.distribute.get_replica_context()
+                step = tf.cast(self.optimizer.iterations, tf.float32)
+                mean = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, step)
+                return mean, ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.abs(step - mean))
+
+            return [strategy.experimental_local_results(v)[0] for v in strategy.run(replica)]
+
+        mean, deviation = (float(v) for v in spread())
+        if deviation:
+            raise RuntimeError(f"workers start from different steps (mean {mean:g}, this one {self.step}): every worker "
+                               f"must see the chief's checkpoint in {self.run_dir} (put the run folder on shared storage)")
 
     def _config_changes(self) -> dict:
         """Settings that differ from the run folder's saved config (a resume may change them).
@@ -157,7 +270,8 @@ class Trainer:
 
     # --- EMA weights -------------------------------------------------------
     def _ema_variables(self):
-        return getattr(self.optimizer, "_model_variables_moving_average", None) if self.optimizer.use_ema else None
+        opt = self.base_optimizer
+        return getattr(opt, "_model_variables_moving_average", None) if opt.use_ema else None
 
     def swap_ema(self):
         """Exchange the live weights and their EMA (call twice to undo)."""
@@ -171,6 +285,12 @@ class Trainer:
 
     # --- data ----------------------------------------------------------------
     def make_dataset(self):
+        """A distributed dataset: each worker's input pipeline makes only its own replicas' batches.
+
+        Replica r of R at global step s gets sampler batch ``s * R + r`` of ``batch_size / R``
+        examples (batch ``s`` of ``batch_size`` when R = 1), so the stream depends on the seed,
+        the step and R only, and ``state["batch_index"]`` (the step count) is its position.
+        """
         tf = self.tf
         cfg = self.cfg
         images = self._training_images()
@@ -181,35 +301,50 @@ class Trainer:
             tf.TensorSpec((None, p, p, c), tf.float32),
         )
         if self.defocus is None:
-            self.sampler = PairSampler(images, p, cfg.batch_size, cfg.degradation, cfg.seed, self.state["batch_index"])
+            self.sampler = PairSampler(images, p, self.per_replica_batch, cfg.degradation, cfg.seed)
         else:
             self.sampler = ClusterPairSampler(
-                images, self.defocus["maps"], self.defocus["candidates"], self.model.thresholds, p, cfg.batch_size,
-                cfg.degradation, cfg.seed, self.state["batch_index"],
+                images, self.defocus["maps"], self.defocus["candidates"], self.model.thresholds, p,
+                self.per_replica_batch, cfg.degradation, cfg.seed,
             )
             cells = p // self.model.defocus_head.cell_size
             spec += ({"defocus": tf.TensorSpec((None, cells, cells, 1), tf.float32), "cluster": tf.TensorSpec((None,), tf.int32)},)
             shares = [int(m.size) for m in self.sampler.members]
             self.log(f"clusters: thresholds {np.round(self.model.thresholds, 4).tolist()}, crops per cluster {shares}",
                      kind="clusters", thresholds=self.model.thresholds, crops_per_cluster=shares)
-        dataset = tf.data.Dataset.from_generator(lambda: self.sampler, output_signature=spec).prefetch(8)
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+        sampler, replicas, start = self.sampler, self.replicas, self.state["batch_index"]
+
+        def dataset_fn(context):
+            local = context.num_replicas_in_sync // context.num_input_pipelines
+            first = context.input_pipeline_id * local
+
+            def batches():
+                step = start
+                while True:
+                    for r in range(first, first + local):  # consecutive elements go to consecutive local replicas
+                        yield sampler.batch(step * replicas + r if replicas > 1 else step)
+                    step += 1
+
+            return tf.data.Dataset.from_generator(batches, output_signature=spec).prefetch(max(8, 2 * local))
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     # --- step ----------------------------------------------------------------
     def make_train_step(self):
+        """``train_step(iterator, stop)`` -> (loss, per-exit terms, stop, this worker's per-replica batch
+        sizes, global batch). ``stop`` (1.0 = this worker's time is up) is summed over replicas so all
+        workers leave the loop at the same step instead of waiting on each other forever."""
         tf = self.tf
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
         cfg = self.cfg
         global_batch = cfg.batch_size
         weights, kind = self.exit_weights, cfg.loss
 
-        def replica_step(inputs, target, labels=None):
+        def replica_step(stop, inputs, target, labels=None):
             """Deep supervision over every exit; with DAQE labels, extra weight on each example's
             cluster exit and the defocus head's L1 (last entry of the returned per-exit terms)."""
             with tf.GradientTape() as tape:
-                outputs = model(inputs, training=True)
+                outputs = [tf.cast(out, tf.float32) for out in model(inputs, training=True)]
                 own_exit = None if labels is None else labels["cluster"]
                 per_example, terms = deep_supervision_loss(target, outputs, weights, kind, own_exit, cfg.cluster_exit_weight)
                 if labels is not None:
@@ -217,17 +352,22 @@ class Trainer:
                     per_example = per_example + cfg.defocus_loss_weight * head_l1
                     terms = terms + [tf.reduce_mean(head_l1)]
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-            grads = tape.gradient(loss, model.trainable_variables)
+                scaled = optimizer.scale_loss(loss)  # the loss scale under mixed precision, else the loss
+            grads = tape.gradient(scaled, model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss, tf.stack(terms)
+            return loss, tf.stack(terms), tf.identity(stop), tf.cast(tf.shape(target)[0], tf.float32)
 
         @tf.function
-        def train_step(iterator):
+        def train_step(iterator, stop):
             batch = next(iterator)
-            loss, per_exit = strategy.run(replica_step, args=batch)
+            loss, per_exit, stop, size = strategy.run(replica_step, args=(stop,) + tuple(batch))
+            total = lambda value: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)  # noqa: E731
             return (
-                strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+                total(loss),
                 strategy.reduce(tf.distribute.ReduceOp.MEAN, per_exit, axis=None),
+                total(stop),  # ReduceOp has no MAX; > 0 when any worker stops
+                tf.stack(strategy.experimental_local_results(size)),
+                total(size),
             )
 
         return train_step
@@ -235,24 +375,41 @@ class Trainer:
     # --- validation --------------------------------------------------------------
     def validate(self, pairs) -> dict:
         """PSNR gain over JPEG per quality and exit, with the EMA weights; DAQE models also
-        ``q{QF}_dynamic``: the whole crop with patches routed to exits by predicted defocus."""
+        ``q{QF}_dynamic``: the whole crop with patches routed to exits by predicted defocus.
+        The first pair of each quality is kept in ``val_samples`` for TensorBoard."""
         if not pairs:
             return {}
         self.swap_ema()
         try:
-            gains = {}
+            gains, self.val_samples = {}, {}
             for inputs, target, quality, decoded in pairs:
                 outputs = self.model(inputs, training=False)
                 base = psnr_uint8(target, decoded)
+                restored = []
                 for k, out in enumerate(outputs):
-                    out = np.clip(np.round(np.asarray(out)[0] * 255.0), 0, 255).astype(np.uint8).reshape(target.shape)
+                    out = np.clip(np.round(np.asarray(out, np.float32)[0] * 255.0), 0, 255).astype(np.uint8).reshape(target.shape)
+                    restored.append(out)
                     gains.setdefault(f"q{quality}_exit{k}", []).append(psnr_uint8(target, out) - base)
                 if self.defocus is not None:
                     routed = self._routed(decoded, quality)
                     gains.setdefault(f"q{quality}_dynamic", []).append(psnr_uint8(target, routed) - base)
+                if quality not in self.val_samples:
+                    sample = {"input": decoded, "target": target, **{f"output_exit{k}": o for k, o in enumerate(restored)}}
+                    if self.defocus is not None:
+                        sample["defocus"] = self._defocus_image(inputs, target.shape[:2])
+                    self.val_samples[quality] = sample
             return {key: float(np.mean(v)) for key, v in gains.items()}
         finally:
             self.swap_ema()
+
+    def _defocus_image(self, inputs, size) -> np.ndarray:
+        """The predicted defocus map as uint8 at crop size (0 = sharp, 255 = the estimator's sigma cap)."""
+        from daqe_tf.models.daqe.model import MAX_SIGMA
+
+        cells = np.asarray(self.model.defocus(inputs), np.float32)[0, ..., 0]
+        scale = size[0] // cells.shape[0]
+        image = np.kron(np.clip(cells / np.log1p(MAX_SIGMA), 0, 1), np.ones((scale, scale), np.float32))
+        return np.round(image * 255).astype(np.uint8)
 
     def _routed(self, decoded: np.ndarray, quality: int) -> np.ndarray:
         """DAQE inference (``enhance_pixels`` with exits by defocus) on a validation JPEG made with standard tables."""
@@ -265,61 +422,123 @@ class Trainer:
         return enhance_pixels(decoded, self.model, evidence, exit_index=None)
 
     def save_model(self, name: str):
-        """Write a float32 ``.keras`` file with the EMA weights, atomically."""
+        """Write a float32 ``.keras`` file with the EMA weights, atomically.
+
+        Under mixed precision the weights go into a float32 copy of the model, so the file
+        loads and exports as float32 (a mixed_float16 model keeps its policy when reloaded)."""
         import os
+
+        from daqe_tf.models import build_model
 
         self.swap_ema()
         try:
+            model = self.model
+            if self.cfg.mixed_precision:
+                with global_dtype_policy("float32"):
+                    model = build_model(self.cfg.family, self.cfg.image_channels, **self.cfg.model_config)
+                model.set_weights(self.model.get_weights())
             tmp = self.run_dir / f".{name}.tmp.keras"
-            self.model.save(tmp)
+            model.save(tmp)
             os.replace(tmp, self.run_dir / name)
         finally:
             self.swap_ema()
 
+    # --- TensorBoard ---------------------------------------------------------------
+    def _summaries(self, step: int, scalars: dict, images: dict | None = None):
+        """Write scalars (and uint8 HxW[xC] images) at ``step`` to ``run_dir/tensorboard`` (chief only).
+
+        ``tf.summary.write`` with the scalars/images plugin metadata writes what
+        ``tf.summary.scalar``/``image`` write, without needing the tensorboard package to train."""
+        if self.writer is None:
+            return
+        tf = self.tf
+        from tensorflow.core.framework import summary_pb2
+
+        def plugin(name):
+            return summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=name))
+
+        with self.writer.as_default(step=step):
+            for tag, value in scalars.items():
+                tf.summary.write(tag, tf.constant(value, tf.float32), metadata=plugin("scalars"))
+            for tag, image in (images or {}).items():
+                image = image if image.ndim == 3 else image[..., None]
+                h, w = image.shape[:2]
+                tensor = tf.stack([tf.as_string(w), tf.as_string(h), tf.io.encode_png(image)])  # images plugin layout
+                tf.summary.write(tag, tensor, metadata=plugin("images"))
+        self.writer.flush()
+
+    def _validation_images(self) -> dict:
+        return {f"val/q{quality}/{name}": image for quality, sample in self.val_samples.items()
+                for name, image in sample.items()}
+
     # --- run -------------------------------------------------------------------
     def run(self):
+        tf = self.tf
         cfg = self.cfg
-        pairs = make_validation_pairs(cfg)
+        pairs = make_validation_pairs(cfg) if self.is_chief else []
+        if self.is_chief:
+            self.writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
         iterator = iter(self.make_dataset())
         train_step = self.make_train_step()
         start, session_start = self.state["train_seconds"], time.time()
-        losses = []
-        while self.step < cfg.steps:
-            loss, per_exit = train_step(iterator)
+        losses, previous, saved, first = [], self.step, None, True
+        last = self.step >= cfg.steps
+        while not last:
+            timed_out = bool(cfg.time_limit_minutes) and time.time() - session_start > cfg.time_limit_minutes * 60
+            loss, per_exit, stop, replica_batches, global_batch = train_step(iterator, tf.constant(float(timed_out)))
             self.state["batch_index"] += 1
             losses.append(per_exit.numpy())
+            if first:
+                first = False
+                local = [int(b) for b in replica_batches.numpy()]
+                self.log(f"{type(self.strategy).__name__}: {self.replicas} replicas, batches of this worker's "
+                         f"replicas {local}, global batch {int(global_batch)}",
+                         kind="distribute", strategy=type(self.strategy).__name__, replicas=self.replicas,
+                         local_replica_batches=local, global_batch=int(global_batch), step=previous + 1)
             step = self.step
+            last = step >= cfg.steps or bool(stop)
+            if step == previous and not last:
+                continue  # update skipped by the loss scaler (inf/NaN gradients): same step again
+            previous = step
+            self.state["step"] = step
             elapsed = start + time.time() - session_start
-            if step % cfg.log_every == 0:
-                mean = np.mean(losses, axis=0)
+            if step % cfg.log_every == 0 or last:
+                mean = np.mean(losses, axis=0, dtype=np.float64)
                 lr = float(self.optimizer.learning_rate.numpy()) if hasattr(self.optimizer.learning_rate, "numpy") else None
                 record = {"loss_per_exit": mean[: self.model.num_exits].tolist()}
+                scalars = {f"loss/exit{k}": v for k, v in enumerate(record["loss_per_exit"])}
                 if self.defocus is not None:
-                    record["defocus_l1"] = float(mean[-1])
+                    record["defocus_l1"] = scalars["loss/defocus_l1"] = float(mean[-1])
+                if lr is not None:
+                    scalars["learning_rate"] = lr
                 extra = f" defocus L1 {record['defocus_l1']:.4f}" if self.defocus is not None else ""
                 self.log(
                     f"step {step} loss/exit {np.round(mean[: self.model.num_exits], 5).tolist()}{extra} lr {lr:.2e} {elapsed / 60:.1f} min",
                     kind="train", step=step, **record, lr=lr, train_seconds=elapsed,
                 )
+                self._summaries(step, scalars)
                 losses = []
-            last = step >= cfg.steps or (cfg.time_limit_minutes and time.time() - session_start > cfg.time_limit_minutes * 60)
             if pairs and (step % cfg.eval_every == 0 or last):
                 gains = self.validate(pairs)
                 deepest = [v for k, v in gains.items() if k.endswith(f"exit{self.model.num_exits - 1}")]
                 score = float(np.mean(deepest))
                 self.log(f"step {step} val PSNR gain {json.dumps({k: round(v, 3) for k, v in gains.items()})}",
                          kind="val", step=step, gains=gains, train_seconds=elapsed)
+                self._summaries(step, {f"val_psnr_gain/{k}": v for k, v in gains.items()}, self._validation_images())
                 best = self.state["best_val_psnr_gain"]
-                if self.is_chief and (best is None or score > best):
+                if best is None or score > best:
                     self.state["best_val_psnr_gain"] = score
                     self.save_model("best.keras")
             if self.is_chief and (step % cfg.checkpoint_every == 0 or last):
                 self.state["train_seconds"] = elapsed
                 checkpoint.save(self.run_dir, self.model, self.optimizer, self.state)
-            if last:
-                break
+                saved = step
         if self.is_chief:
-            self.state["train_seconds"] = start + time.time() - session_start
-            checkpoint.save(self.run_dir, self.model, self.optimizer, self.state)
+            if saved != self.step:
+                self.state["train_seconds"] = start + time.time() - session_start
+                checkpoint.save(self.run_dir, self.model, self.optimizer, self.state)
             self.save_model("final.keras")
+            self.writer.close()
+        self.log(f"finished at step {self.step}; weights sha256 {weights_digest(self.model)}",
+                 kind="final", step=self.step, weights_sha256=weights_digest(self.model))
         return self.state

@@ -6,7 +6,19 @@ Example:
 
     python -m train.main --family daqe --texture cnn --patch_size 64 ...   # defocus-aware DAQENet
 
-Running the same command again resumes from the run folder's last checkpoint.
+Running the same command again resumes from the run folder's last checkpoint (model,
+optimizer with step and EMA, data position, best metric); ``--noresume`` starts a run only in a
+new or empty folder and refuses one that holds anything, so no run is ever deleted.
+
+Distribution (``--strategy``): ``auto`` uses MirroredStrategy when several GPUs are visible and
+one device otherwise; ``mirrored`` every GPU (or every logical CPU device); ``multiworker``
+MultiWorkerMirroredStrategy over the cluster in ``TF_CONFIG`` (start the same command on every
+worker; the run folder must be on storage all workers see, and only the chief writes to it).
+``--batch_size`` is the global batch, split evenly over the replicas.
+
+``--mixed_precision`` computes in float16 with loss scaling (for GPUs); saved ``.keras`` models
+stay float32. Scalars and validation images go to ``RUN_DIR/tensorboard``
+(``tensorboard --logdir RUN_DIR``).
 """
 from __future__ import annotations
 
@@ -49,6 +61,11 @@ flags.DEFINE_integer("log_every", 50, "Steps between log lines.")
 flags.DEFINE_integer("checkpoint_every", 250, "Steps between checkpoints.")
 flags.DEFINE_integer("eval_every", 1000, "Steps between validations.")
 flags.DEFINE_float("time_limit_minutes", 0, "Stop (with a checkpoint) after this long; 0 = no limit.")
+flags.DEFINE_enum("strategy", "auto", ["auto", "mirrored", "multiworker"],
+                  "tf.distribute strategy: auto (several GPUs -> mirrored, else one device), mirrored, "
+                  "multiworker (cluster from TF_CONFIG).")
+flags.DEFINE_bool("resume", True, "Continue from the run folder's checkpoint; --noresume refuses a non-empty run folder.")
+flags.DEFINE_bool("mixed_precision", False, "mixed_float16 compute with loss scaling (GPUs); saved models stay float32.")
 flags.DEFINE_integer("threads", 0, "CPU threads for TensorFlow ops (0 = TensorFlow's default).")
 
 
@@ -83,6 +100,8 @@ def config_from_flags() -> TrainConfig:
         checkpoint_every=FLAGS.checkpoint_every,
         eval_every=FLAGS.eval_every,
         time_limit_minutes=FLAGS.time_limit_minutes,
+        strategy=FLAGS.strategy,
+        mixed_precision=FLAGS.mixed_precision,
         degradation=DegradationConfig(
             quality_min=FLAGS.quality_min,
             quality_max=FLAGS.quality_max,
@@ -101,7 +120,7 @@ def main(argv):
     if keras.backend.backend() == "jax":  # KERAS_BACKEND=jax: one device, no TensorFlow (train.jax_loop)
         from train.jax_loop import JaxTrainer
 
-        JaxTrainer(config_from_flags()).run()
+        JaxTrainer(config_from_flags(), resume=FLAGS.resume).run()
         return
     import tensorflow as tf
 
@@ -110,7 +129,7 @@ def main(argv):
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
     from train.loop import Trainer
 
-    Trainer(config_from_flags()).run()
+    Trainer(config_from_flags(), resume=FLAGS.resume).run()
 
 
 if __name__ == "__main__":
