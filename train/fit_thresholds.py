@@ -80,12 +80,20 @@ def budget_refit(model, images: list[np.ndarray], qualities, budget: float) -> l
     size = model.patch_size
     costs = [count_macs(model, size, size, k) for k in range(model.num_exits)]
     thresholds = budget_thresholds(defocus, errors, costs, budget)
-    for name, chosen in (("equal shares", fit_thresholds(defocus, model.num_exits)), ("budget", thresholds)):
+    # The trade-off on the calibration patches: what each budget would keep of the deepest exit's quality.
+    print("| thresholds from | thresholds | patches per exit | exit cost / deepest | error / all-deepest (dB) |")
+    print("|---|---|---|---|---|")
+    options = [("equal shares", fit_thresholds(defocus, model.num_exits))]
+    for b in sorted({0.5, 0.6, 0.7, 0.8, 0.9, budget}):
+        try:
+            options.append((f"budget {b:.2f}", thresholds if b == budget else budget_thresholds(defocus, errors, costs, b)))
+        except ValueError:
+            continue
+    for name, chosen in options:
         exits = assign_clusters(defocus, chosen)
-        mse = errors[np.arange(len(exits)), exits].sum() / errors[:, -1].sum()
-        print(f"{name}: thresholds {np.round(chosen, 4).tolist()}, patches per exit "
-              f"{np.bincount(exits, minlength=model.num_exits).tolist()}, cost {np.mean(np.take(costs, exits)) / costs[-1]:.3f} "
-              f"x deepest, squared error {mse:.4f} x all-deepest")
+        ratio = errors[np.arange(len(exits)), exits].sum() / errors[:, -1].sum()
+        print(f"| {name} | {np.round(chosen, 4).tolist()} | {np.bincount(exits, minlength=model.num_exits).tolist()} | "
+              f"{np.mean(np.take(costs, exits)) / costs[-1]:.3f} | {10 * np.log10(ratio):+.3f} |")
     return thresholds
 
 
