@@ -25,7 +25,7 @@ import numpy as np
 from train import checkpoint
 from train.config import TrainConfig
 from train.data import ClusterPairSampler, PairSampler, list_images, load_images
-from train.losses import deep_supervision_loss, defocus_loss
+from train.losses import step_loss
 
 
 STRATEGIES = ("auto", "mirrored", "multiworker")
@@ -344,13 +344,10 @@ class Trainer:
             """Deep supervision over every exit; with DAQE labels, extra weight on each example's
             cluster exit and the defocus head's L1 (last entry of the returned per-exit terms)."""
             with tf.GradientTape() as tape:
-                outputs = [tf.cast(out, tf.float32) for out in model(inputs, training=True)]
-                own_exit = None if labels is None else labels["cluster"]
-                per_example, terms = deep_supervision_loss(target, outputs, weights, kind, own_exit, cfg.cluster_exit_weight)
-                if labels is not None:
-                    head_l1 = defocus_loss(model.defocus(inputs), labels["defocus"])
-                    per_example = per_example + cfg.defocus_loss_weight * head_l1
-                    terms = terms + [tf.reduce_mean(head_l1)]
+                outputs = [tf.cast(out, tf.float32) for out in model(inputs, training=True)]  # float16 under mixed precision
+                predicted = None if labels is None else model.defocus(inputs)
+                per_example, terms = step_loss(target, outputs, weights, kind, labels, predicted,
+                                               cfg.cluster_exit_weight, cfg.defocus_loss_weight)
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 scaled = optimizer.scale_loss(loss)  # the loss scale under mixed precision, else the loss
             grads = tape.gradient(scaled, model.trainable_variables)
