@@ -24,7 +24,7 @@ from train.config import TrainConfig
 from train.degradations import DegradationConfig
 
 REPO = Path(__file__).resolve().parents[1]
-STARTUP_SECONDS = 600  # a TensorFlow process on a busy 2-core machine; the runs themselves take seconds
+STARTUP_SECONDS = 900  # bounds a TensorFlow process on a busy 2-core machine; idle, each run takes well under a minute
 FIXED_JPEG = DegradationConfig(quality_min=10, quality_max=10, double_jpeg_prob=0.0, custom_table_prob=0.0)
 TINY_DAQE = {
     "widths": [4, 4, 8, 8], "encoder_blocks": [1, 1, 1], "bottleneck_blocks": [1, 1, 1], "decoder_blocks": [1, 0, 0],
@@ -186,7 +186,8 @@ def test_sigkill_then_same_command_resumes_from_the_checkpoint(tmp_path, symmetr
     run_dir, steps = tmp_path / "run", 40
     command = _cli(run_dir, symmetric_folder, steps, checkpoint_every=3)
     state_path = run_dir / "checkpoint" / checkpoint.STATE
-    first = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=first_log, stderr=subprocess.STDOUT)
     deadline, saved = time.monotonic() + STARTUP_SECONDS, None
     try:
         while time.monotonic() < deadline and first.poll() is None:
@@ -197,13 +198,15 @@ def test_sigkill_then_same_command_resumes_from_the_checkpoint(tmp_path, symmetr
             if saved and any(r["step"] > saved for r in _records(run_dir, "train")):
                 break
             time.sleep(0.05)
-        assert first.poll() is None, "the run ended before it could be killed"
-        assert saved, "no checkpoint before the deadline"
+        tail = lambda: (tmp_path / "first.log").read_text()[-3000:]  # noqa: E731
+        assert first.poll() is None, f"the run ended before it could be killed:\n{tail()}"
+        assert saved, f"no checkpoint before the deadline:\n{tail()}"
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=60)
     finally:
         if first.poll() is None:
             first.kill()
+        first_log.close()
     killed_at = max(r["step"] for r in _records(run_dir, "train"))
     assert saved < killed_at < steps
 
