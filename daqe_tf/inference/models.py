@@ -10,8 +10,9 @@ import os
 from pathlib import Path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-# Shipped defaults, by image kind; each may also ship as <stem>.tflite (+ .tflite.json) for LiteRT.
-DEFAULT_MODELS = {"color": "qga_unet_color.keras", "gray": "qga_unet_gray.keras"}
+# Shipped defaults, by image kind: the model with the best measured quality per MAC on the
+# evaluation sets (README, "DAQE"); each may also ship as <stem>.tflite (+ .tflite.json) for LiteRT.
+DEFAULT_MODELS = {"color": "qga_unet_color.keras", "gray": "daqe_cnn_gray.keras"}
 
 
 class ModelFileError(OSError):
