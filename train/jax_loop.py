@@ -17,36 +17,14 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
 from train import checkpoint
 from train.config import TrainConfig
-from train.data import ClusterPairSampler, PairSampler
-from train.loop import Trainer, default_exit_weights, make_validation_pairs, weights_digest
+from train.loop import Trainer, make_validation_pairs, weights_digest
 from train.losses import step_loss
-
-
-def make_optimizer(cfg: TrainConfig):
-    """(AdamW with EMA, its learning-rate schedule): linear warm-up from lr/10, then cosine decay."""
-    import keras
-
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.learning_rate / 10,
-        decay_steps=max(cfg.steps - cfg.warmup_steps, 1),
-        alpha=cfg.min_learning_rate / cfg.learning_rate,
-        warmup_target=cfg.learning_rate,
-        warmup_steps=cfg.warmup_steps,
-    )
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=schedule,
-        weight_decay=cfg.weight_decay,
-        clipnorm=None,
-        use_ema=cfg.ema_momentum > 0,
-        ema_momentum=cfg.ema_momentum or 0.99,
-    )
-    return optimizer, schedule
+from train.optim import make_optimizer
 
 
 class JaxTrainer(Trainer):
@@ -59,44 +37,24 @@ class JaxTrainer(Trainer):
             raise ValueError("--mixed_precision needs the TensorFlow trainer (loss scaling); the JAX trainer is float32")
         if cfg.strategy != "auto":
             raise ValueError(f"--strategy {cfg.strategy} is a tf.distribute strategy; the JAX trainer runs on one device")
-        self.cfg = cfg
         self.strategy = None
-        self.is_chief = True
-        self.replicas = 1
-        self.run_dir = Path(cfg.run_dir)
-        if not resume and self.run_dir.is_dir() and any(self.run_dir.iterdir()):
-            raise FileExistsError(f"{self.run_dir} already holds a run; --noresume starts only in a new or empty folder")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.images = None
-        self.defocus = None
-        self.writer = None
-        self.val_samples = {}
+        self._open_run(cfg, chief=True, replicas=1, resume=resume)
         self.model = build_model(cfg.family, cfg.image_channels, **cfg.model_config)
-        self.optimizer, self.schedule = make_optimizer(cfg)
-        self.base_optimizer = self.optimizer
+        self.base_optimizer, self.schedule = make_optimizer(cfg)
+        self.optimizer = self.base_optimizer
         self.optimizer.build(self.model.trainable_variables)
-        self.exit_weights = cfg.exit_weights or default_exit_weights(self.model.num_exits)
-        self.state = {"step": 0, "batch_index": 0, "seed": cfg.seed, "replicas": 1,
-                      "best_val_psnr_gain": None, "train_seconds": 0.0}
-        if cfg.family == "daqe":
-            self._prepare_defocus_labels()
-        found = checkpoint.latest(self.run_dir) if resume else None
-        if found is not None:
-            self.state = {**self.state, **checkpoint.restore(found, self.model, self.optimizer)}
+        self._start(resume)
         self._step = int(np.asarray(self.optimizer.iterations.value))
-        if found is not None:
-            changed = self._config_changes()
-            if self.state.get("replicas", 1) != 1:
-                changed["replicas"] = [self.state["replicas"], 1]
-            self.log(f"resumed from {found} at step {self.step}, data batch {self.state['batch_index']}"
-                     + (f", changed: {changed}" if changed else ""),
-                     kind="resume", step=self.step, batch_index=self.state["batch_index"], changed=changed)
-        cfg.save(self.run_dir / "config.json")
+
+    def _check_workers_agree(self):
+        """One process: nothing to compare."""
+
+    _step = None  # set once the optimizer is restored
 
     @property
     def step(self) -> int:
         """Optimizer steps taken; the optimizer's counter lags until ``_write_back``."""
-        return self._step
+        return int(np.asarray(self.optimizer.iterations.value)) if self._step is None else self._step
 
     # --- state as JAX arrays ---------------------------------------------------------
     def _variable_groups(self):
@@ -114,19 +72,6 @@ class JaxTrainer(Trainer):
                 variable.assign(np.asarray(value))
 
     # --- data and step --------------------------------------------------------------
-    def make_sampler(self):
-        """The numpy sampler (``PairSampler``, or ``ClusterPairSampler`` for DAQE), batch i = step i."""
-        cfg, p = self.cfg, self.cfg.patch_size
-        images = self._training_images()
-        if self.defocus is None:
-            return PairSampler(images, p, cfg.batch_size, cfg.degradation, cfg.seed)
-        sampler = ClusterPairSampler(images, self.defocus["maps"], self.defocus["candidates"], self.model.thresholds, p,
-                                     cfg.batch_size, cfg.degradation, cfg.seed)
-        shares = [int(m.size) for m in sampler.members]
-        self.log(f"clusters: thresholds {np.round(self.model.thresholds, 4).tolist()}, crops per cluster {shares}",
-                 kind="clusters", thresholds=self.model.thresholds, crops_per_cluster=shares)
-        return sampler
-
     @staticmethod
     def batches(sampler, start: int):
         """Batches ``start``, ``start + 1``, ...; the next one is made in a thread while the device computes."""

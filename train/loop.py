@@ -26,6 +26,7 @@ from train import checkpoint
 from train.config import TrainConfig
 from train.data import ClusterPairSampler, PairSampler, list_images, load_images
 from train.losses import step_loss
+from train.optim import make_optimizer
 
 
 STRATEGIES = ("auto", "mirrored", "multiworker")
@@ -129,11 +130,25 @@ class Trainer:
 
         from daqe_tf.models import build_model
 
-        self.cfg = cfg
         self.tf = tf
         self.strategy = strategy or make_strategy(cfg.strategy)
-        self.is_chief = is_chief(self.strategy) if chief is None else chief
-        self.replicas = self.strategy.num_replicas_in_sync
+        self._open_run(cfg, is_chief(self.strategy) if chief is None else chief,
+                       self.strategy.num_replicas_in_sync, resume)
+        with self.strategy.scope():
+            with global_dtype_policy("mixed_float16" if cfg.mixed_precision else keras.mixed_precision.global_policy()):
+                self.model = build_model(cfg.family, cfg.image_channels, **cfg.model_config)
+            self.base_optimizer, self.schedule = make_optimizer(cfg)
+            # float16 gradients underflow without loss scaling; the wrapper skips steps with inf/NaN.
+            self.optimizer = (keras.optimizers.LossScaleOptimizer(self.base_optimizer) if cfg.mixed_precision
+                              else self.base_optimizer)
+            self.optimizer.build(self.model.trainable_variables)
+        self._start(resume)
+
+    def _open_run(self, cfg: TrainConfig, chief: bool, replicas: int, resume: bool):
+        """Settings and run-folder checks every trainer makes before it builds its model."""
+        self.cfg = cfg
+        self.is_chief = chief
+        self.replicas = replicas
         if cfg.batch_size % self.replicas:
             raise ValueError(f"--batch_size {cfg.batch_size} is the global batch: it must be a multiple of the "
                              f"{self.replicas} replicas, which each take batch_size / replicas examples")
@@ -152,27 +167,10 @@ class Trainer:
         self.defocus = None  # DAQE: pseudo-label sigma maps and crop candidates
         self.writer = None
         self.val_samples = {}
-        with self.strategy.scope():
-            with global_dtype_policy("mixed_float16" if cfg.mixed_precision else keras.mixed_precision.global_policy()):
-                self.model = build_model(cfg.family, cfg.image_channels, **cfg.model_config)
-            schedule = keras.optimizers.schedules.CosineDecay(
-                initial_learning_rate=cfg.learning_rate / 10,
-                decay_steps=max(cfg.steps - cfg.warmup_steps, 1),
-                alpha=cfg.min_learning_rate / cfg.learning_rate,
-                warmup_target=cfg.learning_rate,
-                warmup_steps=cfg.warmup_steps,
-            )
-            self.base_optimizer = keras.optimizers.AdamW(
-                learning_rate=schedule,
-                weight_decay=cfg.weight_decay,
-                clipnorm=None,
-                use_ema=cfg.ema_momentum > 0,
-                ema_momentum=cfg.ema_momentum or 0.99,
-            )
-            # float16 gradients underflow without loss scaling; the wrapper skips steps with inf/NaN.
-            self.optimizer = (keras.optimizers.LossScaleOptimizer(self.base_optimizer) if cfg.mixed_precision
-                              else self.base_optimizer)
-            self.optimizer.build(self.model.trainable_variables)
+
+    def _start(self, resume: bool):
+        """With model and optimizer built: initial state, DAQE labels, resume from the last checkpoint, config.json."""
+        cfg = self.cfg
         self.exit_weights = cfg.exit_weights or default_exit_weights(self.model.num_exits)
         self.state = {"step": 0, "batch_index": 0, "seed": cfg.seed, "replicas": self.replicas,
                       "best_val_psnr_gain": None, "train_seconds": 0.0}
@@ -284,6 +282,19 @@ class Trainer:
             avg.assign(live)
 
     # --- data ----------------------------------------------------------------
+    def make_sampler(self):
+        """The numpy sampler of one replica's batches (``PairSampler``, or ``ClusterPairSampler`` for DAQE)."""
+        cfg, p = self.cfg, self.cfg.patch_size
+        images = self._training_images()
+        if self.defocus is None:
+            return PairSampler(images, p, self.per_replica_batch, cfg.degradation, cfg.seed)
+        sampler = ClusterPairSampler(images, self.defocus["maps"], self.defocus["candidates"], self.model.thresholds, p,
+                                     self.per_replica_batch, cfg.degradation, cfg.seed)
+        shares = [int(m.size) for m in sampler.members]
+        self.log(f"clusters: thresholds {np.round(self.model.thresholds, 4).tolist()}, crops per cluster {shares}",
+                 kind="clusters", thresholds=self.model.thresholds, crops_per_cluster=shares)
+        return sampler
+
     def make_dataset(self):
         """A distributed dataset: each worker's input pipeline makes only its own replicas' batches.
 
@@ -293,25 +304,16 @@ class Trainer:
         """
         tf = self.tf
         cfg = self.cfg
-        images = self._training_images()
         c, q = cfg.image_channels, self.model.qmap_channels
         p = cfg.patch_size
         spec = (
             {"image": tf.TensorSpec((None, p, p, c), tf.float32), "qmap": tf.TensorSpec((None, p, p, q), tf.float32)},
             tf.TensorSpec((None, p, p, c), tf.float32),
         )
-        if self.defocus is None:
-            self.sampler = PairSampler(images, p, self.per_replica_batch, cfg.degradation, cfg.seed)
-        else:
-            self.sampler = ClusterPairSampler(
-                images, self.defocus["maps"], self.defocus["candidates"], self.model.thresholds, p,
-                self.per_replica_batch, cfg.degradation, cfg.seed,
-            )
+        self.sampler = self.make_sampler()
+        if self.defocus is not None:
             cells = p // self.model.defocus_head.cell_size
             spec += ({"defocus": tf.TensorSpec((None, cells, cells, 1), tf.float32), "cluster": tf.TensorSpec((None,), tf.int32)},)
-            shares = [int(m.size) for m in self.sampler.members]
-            self.log(f"clusters: thresholds {np.round(self.model.thresholds, 4).tolist()}, crops per cluster {shares}",
-                     kind="clusters", thresholds=self.model.thresholds, crops_per_cluster=shares)
         sampler, replicas, start = self.sampler, self.replicas, self.state["batch_index"]
 
         def dataset_fn(context):
