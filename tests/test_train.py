@@ -92,3 +92,36 @@ def test_grayscale_training_step(tmp_path, image_folder):
     trainer = Trainer(_config(tmp_path / "gray", image_folder, steps=2, grayscale=True))
     trainer.run()
     assert trainer.model.image_channels == 1 and trainer.step == 2
+
+
+def test_perceptual_and_adversarial_terms_train_and_resume(tmp_path, image_folder):
+    import dataclasses
+
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from train.loop import Trainer
+
+    vgg = tmp_path / "vgg19_notop.h5"  # random weights in the format of Keras' ImageNet download
+    with h5py.File(vgg, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, keras.applications.VGG19(weights=None, include_top=False,
+                                                                                input_shape=(32, 32, 3)))
+    cfg = dataclasses.replace(_config(tmp_path / "gan", image_folder, steps=2), val_data=None, perceptual_weight=0.1,
+                              vgg19_weights=str(vgg), adversarial_weight=0.01, discriminator_lr=1e-3)
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        Trainer(dataclasses.replace(cfg, run_dir=str(tmp_path / "bad"), vgg19_weights=str(tmp_path / "missing.h5")))
+    trainer = Trainer(cfg)
+    before = trainer.discriminator[0].get_weights()
+    trainer.run()
+    after = trainer.discriminator[0].get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+    [record] = [json.loads(line) for line in (tmp_path / "gan" / "log.jsonl").read_text().splitlines()
+                if json.loads(line)["kind"] == "train"]
+    terms = record["loss_per_exit"] + [record[k] for k in ("perceptual", "generator_adversarial", "discriminator")]
+    assert np.all(np.isfinite(terms)) and record["perceptual"] > 0
+
+    resumed = Trainer(dataclasses.replace(cfg, steps=3))  # the GAN resumes: discriminator and its optimizer
+    assert resumed.step == 2 and int(resumed.discriminator[1].iterations.numpy()) == 2
+    for got, want in zip(resumed.discriminator[0].get_weights(), after):
+        np.testing.assert_array_equal(got, want)

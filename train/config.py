@@ -31,6 +31,10 @@ class TrainConfig:
     cluster_exit_weight: float = 1.0  # DAQE: extra weight on the exit of each batch's own cluster
     defocus_loss_weight: float = 1.0  # DAQE: weight of the defocus head's L1 on cell targets
     label_cache_dir: str = "data_cache/defocus"  # DAQE: pseudo-label cache
+    perceptual_weight: float = 0.0  # VGG19 feature L1 on every exit (0 = off)
+    vgg19_weights: str | None = None  # the user's ImageNet VGG19 notop weights file, for perceptual_weight
+    adversarial_weight: float = 0.0  # PatchGAN generator loss on every exit (0 = off)
+    discriminator_lr: float = 1e-4
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 250

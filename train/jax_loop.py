@@ -37,6 +37,9 @@ class JaxTrainer(Trainer):
             raise ValueError("--mixed_precision needs the TensorFlow trainer (loss scaling); the JAX trainer is float32")
         if cfg.strategy != "auto":
             raise ValueError(f"--strategy {cfg.strategy} is a tf.distribute strategy; the JAX trainer runs on one device")
+        if cfg.perceptual_weight > 0 or cfg.adversarial_weight > 0:
+            raise ValueError("--perceptual_weight and --adversarial_weight need the TensorFlow trainer "
+                             "(KERAS_BACKEND=tensorflow); the JAX trainer optimises the pixel and defocus losses only")
         self.strategy = None
         self._open_run(cfg, chief=True, replicas=1, resume=resume)
         self.model = build_model(cfg.family, cfg.image_channels, **cfg.model_config)

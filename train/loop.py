@@ -25,7 +25,7 @@ import numpy as np
 from train import checkpoint
 from train.config import TrainConfig
 from train.data import ClusterPairSampler, PairSampler, list_images, load_images
-from train.losses import step_loss
+from train.losses import adversarial_losses, step_loss, weighted_exits
 from train.optim import make_optimizer
 
 
@@ -142,7 +142,28 @@ class Trainer:
             self.optimizer = (keras.optimizers.LossScaleOptimizer(self.base_optimizer) if cfg.mixed_precision
                               else self.base_optimizer)
             self.optimizer.build(self.model.trainable_variables)
+            self._build_optional_losses()
         self._start(resume)
+
+    def _build_optional_losses(self):
+        """The perceptual loss's VGG19 and the GAN's discriminator with its own optimizer, when their weights are > 0."""
+        import keras
+
+        from train.discriminator import PatchDiscriminator
+        from train.losses import PerceptualLoss
+
+        cfg = self.cfg
+        if cfg.perceptual_weight > 0:
+            if not cfg.vgg19_weights:
+                raise ValueError("--perceptual_weight needs --vgg19_weights: the path of Keras' ImageNet "
+                                 "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+            self.perceptual = PerceptualLoss(cfg.vgg19_weights)  # FileNotFoundError names a missing file
+        if cfg.adversarial_weight > 0:
+            discriminator = PatchDiscriminator(cfg.image_channels)
+            discriminator.build((None, cfg.patch_size, cfg.patch_size, cfg.image_channels))
+            optimizer = keras.optimizers.Adam(cfg.discriminator_lr, beta_1=0.5)  # GAN practice: less momentum
+            optimizer.build(discriminator.trainable_variables)
+            self.discriminator = (discriminator, optimizer)
 
     def _open_run(self, cfg: TrainConfig, chief: bool, replicas: int, resume: bool):
         """Settings and run-folder checks every trainer makes before it builds its model."""
@@ -167,6 +188,8 @@ class Trainer:
         self.defocus = None  # DAQE: pseudo-label sigma maps and crop candidates
         self.writer = None
         self.val_samples = {}
+        self.perceptual = None  # PerceptualLoss with cfg.perceptual_weight > 0
+        self.discriminator = None  # (PatchDiscriminator, its optimizer) with cfg.adversarial_weight > 0
 
     def _start(self, resume: bool):
         """With model and optimizer built: initial state, DAQE labels, resume from the last checkpoint, config.json."""
@@ -178,7 +201,7 @@ class Trainer:
             self._prepare_defocus_labels()
         found = checkpoint.latest(self.run_dir) if resume else None
         if found is not None:
-            self.state = {**self.state, **checkpoint.restore(found, self.model, self.optimizer)}
+            self.state = {**self.state, **checkpoint.restore(found, self.model, self.optimizer, self.discriminator)}
             changed = self._config_changes() if self.is_chief else {}
             if self.state.get("replicas", self.replicas) != self.replicas:
                 changed["replicas"] = [self.state.get("replicas"), self.replicas]
@@ -342,17 +365,33 @@ class Trainer:
         global_batch = cfg.batch_size
         weights, kind = self.exit_weights, cfg.loss
 
+        perceptual, gan = self.perceptual, self.discriminator
+
         def replica_step(stop, inputs, target, labels=None):
             """Deep supervision over every exit; with DAQE labels, extra weight on each example's
-            cluster exit and the defocus head's L1 (last entry of the returned per-exit terms)."""
-            with tf.GradientTape() as tape:
+            cluster exit and the defocus head's L1 (last entry of the returned per-exit terms).
+            Optional perceptual and generator terms join the per-example loss; the discriminator
+            takes its own step on the same outputs."""
+            with tf.GradientTape() as tape, tf.GradientTape() as disc_tape:
                 outputs = [tf.cast(out, tf.float32) for out in model(inputs, training=True)]  # float16 under mixed precision
                 predicted = None if labels is None else model.defocus(inputs)
                 per_example, terms = step_loss(target, outputs, weights, kind, labels, predicted,
                                                cfg.cluster_exit_weight, cfg.defocus_loss_weight)
+                if perceptual is not None:
+                    feature_l1, _ = weighted_exits(perceptual, target, outputs, weights)
+                    per_example = per_example + cfg.perceptual_weight * feature_l1
+                    terms = terms + [tf.reduce_mean(feature_l1)]
+                if gan is not None:
+                    generator, disc = adversarial_losses(gan[0], target, outputs, weights)
+                    per_example = per_example + cfg.adversarial_weight * generator
+                    terms = terms + [tf.reduce_mean(generator), tf.reduce_mean(disc)]
+                    disc_loss = tf.nn.compute_average_loss(disc, global_batch_size=global_batch)
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 scaled = optimizer.scale_loss(loss)  # the loss scale under mixed precision, else the loss
             grads = tape.gradient(scaled, model.trainable_variables)
+            if gan is not None:  # both gradients come from the same forward pass, before either update
+                disc_grads = disc_tape.gradient(disc_loss, gan[0].trainable_variables)
+                gan[1].apply_gradients(zip(disc_grads, gan[0].trainable_variables))
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
             return loss, tf.stack(terms), tf.identity(stop), tf.cast(tf.shape(target)[0], tf.float32)
 
@@ -370,6 +409,17 @@ class Trainer:
             )
 
         return train_step
+
+    def _extra_terms(self) -> dict:
+        """Log names (and labels) of the step's terms after the per-exit ones, in ``replica_step``'s order."""
+        names = {}
+        if self.defocus is not None:
+            names["defocus_l1"] = "defocus L1"
+        if self.perceptual is not None:
+            names["perceptual"] = "perceptual"
+        if self.discriminator is not None:
+            names.update(generator_adversarial="adversarial G", discriminator="adversarial D")
+        return names
 
     # --- validation --------------------------------------------------------------
     def validate(self, pairs) -> dict:
@@ -506,11 +556,12 @@ class Trainer:
                 lr = float(self.optimizer.learning_rate.numpy()) if hasattr(self.optimizer.learning_rate, "numpy") else None
                 record = {"loss_per_exit": mean[: self.model.num_exits].tolist()}
                 scalars = {f"loss/exit{k}": v for k, v in enumerate(record["loss_per_exit"])}
-                if self.defocus is not None:
-                    record["defocus_l1"] = scalars["loss/defocus_l1"] = float(mean[-1])
+                labels = self._extra_terms()
+                record.update({name: float(v) for name, v in zip(labels, mean[self.model.num_exits :])})
+                scalars.update({f"loss/{name}": record[name] for name in labels})
                 if lr is not None:
                     scalars["learning_rate"] = lr
-                extra = f" defocus L1 {record['defocus_l1']:.4f}" if self.defocus is not None else ""
+                extra = "".join(f" {label} {record[name]:.4f}" for name, label in labels.items())
                 self.log(
                     f"step {step} loss/exit {np.round(mean[: self.model.num_exits], 5).tolist()}{extra} lr {lr:.2e} {elapsed / 60:.1f} min",
                     kind="train", step=step, **record, lr=lr, train_seconds=elapsed,
@@ -530,12 +581,12 @@ class Trainer:
                     self.save_model("best.keras")
             if self.is_chief and (step % cfg.checkpoint_every == 0 or last):
                 self.state["train_seconds"] = elapsed
-                checkpoint.save(self.run_dir, self.model, self.optimizer, self.state)
+                checkpoint.save(self.run_dir, self.model, self.optimizer, self.state, self.discriminator)
                 saved = step
         if self.is_chief:
             if saved != self.step:
                 self.state["train_seconds"] = start + time.time() - session_start
-                checkpoint.save(self.run_dir, self.model, self.optimizer, self.state)
+                checkpoint.save(self.run_dir, self.model, self.optimizer, self.state, self.discriminator)
             self.save_model("final.keras")
             self.writer.close()
         self.log(f"finished at step {self.step}; weights sha256 {weights_digest(self.model)}",

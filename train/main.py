@@ -50,6 +50,10 @@ flags.DEFINE_list("exit_weights", [], "Deep-supervision weight per exit (default
 flags.DEFINE_float("cluster_exit_weight", 1.0, "DAQE: extra loss weight on the exit of each batch's own cluster.")
 flags.DEFINE_float("defocus_loss_weight", 1.0, "DAQE: weight of the defocus head's L1 on pseudo-label cells.")
 flags.DEFINE_string("label_cache_dir", "data_cache/defocus", "DAQE: cache folder of the defocus pseudo labels.")
+flags.DEFINE_float("perceptual_weight", 0.0, "Weight of the VGG19 feature L1 on every exit (0 = off; needs --vgg19_weights).")
+flags.DEFINE_string("vgg19_weights", None, "Keras' ImageNet vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5, for the perceptual loss.")
+flags.DEFINE_float("adversarial_weight", 0.0, "Weight of the PatchGAN generator loss on every exit (0 = off).")
+flags.DEFINE_float("discriminator_lr", 1e-4, "Learning rate of the PatchGAN discriminator (Adam).")
 flags.DEFINE_integer("quality_min", 10, "Lowest training JPEG quality.")
 flags.DEFINE_integer("quality_max", 90, "Highest training JPEG quality.")
 flags.DEFINE_float("quality_low_bias", 0.5, "0 = uniform QF; towards 1 = mostly low QF.")
@@ -95,6 +99,10 @@ def config_from_flags() -> TrainConfig:
         cluster_exit_weight=FLAGS.cluster_exit_weight,
         defocus_loss_weight=FLAGS.defocus_loss_weight,
         label_cache_dir=FLAGS.label_cache_dir,
+        perceptual_weight=FLAGS.perceptual_weight,
+        vgg19_weights=FLAGS.vgg19_weights,
+        adversarial_weight=FLAGS.adversarial_weight,
+        discriminator_lr=FLAGS.discriminator_lr,
         seed=FLAGS.seed,
         log_every=FLAGS.log_every,
         checkpoint_every=FLAGS.checkpoint_every,
