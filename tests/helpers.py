@@ -25,6 +25,13 @@ def natural_image(height: int, width: int, channels: int = 3, seed: int = 0) -> 
 TINY_MODEL_CONFIG = {"widths": [8, 8, 8, 8], "encoder_blocks": [1, 1, 1], "decoder_blocks": [1, 1], "stem_stride": 2}
 
 
+
+def write_image_folder(folder, count: int, height: int, width: int, first_seed: int = 0):
+    """``count`` ``natural_image`` PNGs (img0.png, ...) in ``folder``, for trainer tests; returns ``folder``."""
+    for i in range(count):
+        Image.fromarray(natural_image(height, width, seed=first_seed + i)).save(folder / f"img{i}.png")
+    return folder
+
 def tiny_model(image_channels: int = 3, seed: int = 0):
     import keras
 

@@ -3,9 +3,8 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.helpers import TINY_MODEL_CONFIG, natural_image
+from tests.helpers import TINY_MODEL_CONFIG, natural_image, write_image_folder
 from train.config import TrainConfig
 from train.data import PairSampler, list_images, load_images
 from train.degradations import DegradationConfig, degrade
@@ -13,10 +12,7 @@ from train.degradations import DegradationConfig, degrade
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("images")
-    for i in range(3):
-        Image.fromarray(natural_image(72, 88, seed=i)).save(folder / f"img{i}.png")
-    return folder
+    return write_image_folder(tmp_path_factory.mktemp("images"), 3, 72, 88)
 
 
 def test_list_file_resolves_against_root(tmp_path, image_folder):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import TINY_MODEL_CONFIG, natural_image
+from tests.helpers import TINY_MODEL_CONFIG, natural_image, write_image_folder
 from train import checkpoint
 from train.config import TrainConfig
 from train.degradations import DegradationConfig
@@ -46,10 +46,7 @@ def symmetric_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("images")
-    for i in range(2):
-        Image.fromarray(natural_image(64, 80, seed=i)).save(folder / f"img{i}.png")
-    return folder
+    return write_image_folder(tmp_path_factory.mktemp("images"), 2, 64, 80)
 
 
 def _cli(run_dir, data, steps, **flags):

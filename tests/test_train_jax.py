@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.helpers import TINY_MODEL_CONFIG, natural_image
+from tests.helpers import TINY_MODEL_CONFIG, write_image_folder
 from tests.test_train_daqe import TINY_DAQE
 
 pytest.importorskip("jax")
@@ -37,10 +36,7 @@ def run_without_tensorflow(tmp_path, args, script):
 
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("jax_images")
-    for i in range(3):
-        Image.fromarray(natural_image(72, 88, seed=20 + i)).save(folder / f"img{i}.png")
-    return folder
+    return write_image_folder(tmp_path_factory.mktemp("jax_images"), 3, 72, 88, first_seed=20)
 
 
 # ``python -m train.main`` (no validation set: its crops are 256 px), then a resumed run with
