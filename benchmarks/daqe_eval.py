@@ -1,21 +1,26 @@
 """DAQE with dynamic exits against the same model forced through its deepest exit and a core QGA U-Net.
 
     python -m benchmarks.daqe_eval --color DAQE_CNN.keras DAQE_TF.keras QGA.keras \\
-        --gray DAQE_CNN_G.keras QGA_G.keras [--data DIR] [--qualities 10,20,30,40] [--max_images N]
+        --gray DAQE_CNN_G.keras QGA_G.keras [--data DIR] [--qualities 10,20,30,40] [--max_images N] \\
+        [--all_exits]
 
 Why: DAQE's claim is quality close to running every patch through the deepest exit at a fraction
 of its compute, because defocused patches leave early. So each DAQE model (CNN or Transformer
 texture: any ``.keras`` on the command line) is scored twice through the same patch plan and
 blending: routed by predicted defocus ("dynamic") and with every patch forced through the deepest
-exit ("deepest"); QGAUNet models run their deepest exit through the tile pipeline. Colour models
-run on LIVE1_color (RGB metrics), gray models on LIVE1_gray and Classic5 (Y), with the evaluation
-protocol of ``benchmarks.evaluate_model``.
+exit; QGAUNet models run their deepest exit through the tile pipeline. ``--all_exits`` also forces
+every other exit (DAQE: every patch of the plan through exit k; QGAUNet: exit k on every tile),
+which answers the ablation directly: is routing by defocus better than one fixed exit of the same
+model at the same compute, and better than the core model at the compute of each of its exits?
+Colour models run on LIVE1_color (RGB metrics), gray models on LIVE1_gray and Classic5 (Y), with
+the evaluation protocol of ``benchmarks.evaluate_model``.
 
 Compute is multiply-accumulates per image pixel (``daqe_tf.complexity``: convolutions and dense
 layers): for DAQE the per-exit cost of one patch times the patches each exit enhanced, plus the
 defocus head on its windows when routing, over the image area, so patch overlap is paid for; for
-QGAUNet the deepest exit on each tile. Printed: PSNR | SSIM | PSNR-B per QF, then per QF the
-MACs/px of each mode, the compute saved by routing and the share of patches per exit (cluster).
+QGAUNet the exit on each tile. Printed: PSNR | SSIM | PSNR-B per QF and mode, MACs/px per QF and
+mode, and for each DAQE model the targets per QF: compute saved by routing, PSNR lost
+against all-deepest, and the share of patches per exit (cluster).
 """
 from __future__ import annotations
 
@@ -71,10 +76,13 @@ class ComputeMeter:
 
 
 def score(model, mode: str, folder: Path, space: str, grayscale: bool, qualities, max_images: int):
-    """(metrics per QF, {QF: {"macs", "pixels", "exits"}}) of one model in one mode on one set."""
+    """(metrics per QF, {QF: {"macs", "pixels", "exits"}}) of one model in one mode on one set.
+
+    ``mode``: "dynamic" (DAQE exits by predicted defocus) or "exit k" (every patch or tile through exit k).
+    """
     meter = ComputeMeter(model)
     usage = defaultdict(lambda: {"macs": 0, "pixels": 0, "exits": np.zeros(model.num_exits, np.int64)})
-    exit_index = None if mode == "dynamic" else -1
+    exit_index = None if mode == "dynamic" else int(mode.split()[1])
 
     def enhance_fn(decoded: np.ndarray, jpeg_bytes: bytes) -> np.ndarray:
         result = enhance(jpeg_bytes, model, exit_index=exit_index)
@@ -92,6 +100,13 @@ def score(model, mode: str, folder: Path, space: str, grayscale: bool, qualities
     return metrics, dict(usage)
 
 
+def modes_of(model, all_exits: bool) -> list[str]:
+    """The modes scored for ``model``: DAQE routes and takes its deepest exit; ``all_exits`` adds every exit."""
+    deepest = model.num_exits - 1
+    fixed = [f"exit {k}" for k in (range(model.num_exits) if all_exits else [deepest])]
+    return (["dynamic"] if is_defocus_aware(model) else []) + fixed
+
+
 def label(path: str, model) -> str:
     kind = f"DAQE {getattr(model, 'texture', '')}".strip() if is_defocus_aware(model) else type(model).__name__
     return f"{Path(path).name} ({kind})"
@@ -105,6 +120,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sets", default=",".join(s for s, _, _ in SETS))
     parser.add_argument("--qualities", default=",".join(map(str, QUALITIES)))
     parser.add_argument("--max_images", type=int, default=0, help="first N images per set (0 = all; for quick checks)")
+    parser.add_argument("--all_exits", action="store_true", help="also force every exit, not only the deepest")
     args = parser.parse_args(argv)
     if not args.color and not args.gray:
         parser.error("give --color and/or --gray models")
@@ -112,43 +128,50 @@ def main(argv=None) -> int:
     qualities = [int(q) for q in args.qualities.split(",")]
     models = {False: [(p, load_model(p)) for p in args.color], True: [(p, load_model(p)) for p in args.gray]}
 
-    quality_rows, compute_rows = [], []
+    rows, target_rows = [], []  # (set, model, mode, metrics per QF, MACs/px per QF); DAQE target checks
     for name, space, grayscale in SETS:
         if name not in args.sets.split(",") or not models[grayscale]:
             continue
         folder = data / name
         jpeg = evaluate_folder(folder, qualities, on=space, grayscale=grayscale, progress=False, max_images=args.max_images)
-        quality_rows.append((name, "JPEG", "", jpeg))
+        rows.append((name, "JPEG", "", jpeg, None))
         for path, model in models[grayscale]:
-            modes = ("dynamic", "deepest") if is_defocus_aware(model) else ("deepest",)
-            usage = {}
-            for mode in modes:
-                metrics, usage[mode] = score(model, mode, folder, space, grayscale, qualities, args.max_images)
-                quality_rows.append((name, label(path, model), mode, metrics))
-            for q in qualities:
-                per_px = {mode: usage[mode][q]["macs"] / usage[mode][q]["pixels"] for mode in modes}
-                row = {"set": name, "model": label(path, model), "qf": q, **per_px}
-                if "dynamic" in per_px:
-                    exits = usage["dynamic"][q]["exits"]
-                    row["saved"] = 1 - per_px["dynamic"] / per_px["deepest"]
-                    row["shares"] = exits / exits.sum()
-                compute_rows.append(row)
+            scored = {}
+            for mode in modes_of(model, args.all_exits):
+                metrics, usage = score(model, mode, folder, space, grayscale, qualities, args.max_images)
+                scored[mode] = (metrics, usage)
+                rows.append((name, label(path, model), mode, metrics, {q: usage[q]["macs"] / usage[q]["pixels"] for q in qualities}))
+            if "dynamic" in scored:
+                deepest = f"exit {model.num_exits - 1}"
+                for q in qualities:
+                    (dyn, dyn_use), (deep, deep_use) = scored["dynamic"], scored[deepest]
+                    exits = dyn_use[q]["exits"]
+                    target_rows.append((name, label(path, model), q, dyn[q].psnr - deep[q].psnr,
+                                        1 - (dyn_use[q]["macs"] / dyn_use[q]["pixels"]) / (deep_use[q]["macs"] / deep_use[q]["pixels"]),
+                                        exits / exits.sum()))
 
-    print("PSNR \\| SSIM \\| PSNR-B; colour on RGB, gray on Y. dynamic = exits by predicted defocus, deepest = every patch (or tile) through the deepest exit")
+    print("PSNR \\| SSIM \\| PSNR-B; colour on RGB, gray on Y. dynamic = exits by predicted defocus, "
+          "exit k = every patch (DAQE) or tile (QGAUNet) through exit k")
     print("| set | model | mode | " + " | ".join(f"QF{q}" for q in qualities) + " |")
     print("|---|---|---|" + "---|" * len(qualities))
-    for name, model_label, mode, metrics in quality_rows:
+    for name, model_label, mode, metrics, _ in rows:
         cells = [f"{m.psnr:.2f} \\| {m.ssim:.4f} \\| {m.psnr_b:.2f}" for m in (metrics[q] for q in qualities)]
         print(f"| {name} | {model_label} | {mode} | " + " | ".join(cells) + " |")
     print()
-    print("MACs per image pixel (patch overlap and the defocus head included); saved = 1 - dynamic / deepest")
-    print("| set | model | QF | MACs/px dynamic | MACs/px deepest | saved | patches per exit (0 = most defocused) |")
-    print("|---|---|---|---|---|---|---|")
-    for row in compute_rows:
-        dynamic = f"{row['dynamic']:,.0f}" if "dynamic" in row else "–"
-        saved = f"{100 * row['saved']:.0f}%" if "saved" in row else "–"
-        shares = " / ".join(f"{100 * s:.0f}%" for s in row["shares"]) if "shares" in row else "–"
-        print(f"| {row['set']} | {row['model']} | {row['qf']} | {dynamic} | {row['deepest']:,.0f} | {saved} | {shares} |")
+    print("kMACs per image pixel (patch or tile overlap and, when routing, the defocus head included)")
+    print("| set | model | mode | " + " | ".join(f"QF{q}" for q in qualities) + " |")
+    print("|---|---|---|" + "---|" * len(qualities))
+    for name, model_label, mode, _, macs in rows:
+        if macs is not None:
+            print(f"| {name} | {model_label} | {mode} | " + " | ".join(f"{macs[q] / 1e3:.3g}" for q in qualities) + " |")
+    if target_rows:
+        print()
+        print("Routing against all-deepest (targets: saved >= 30 %, PSNR change >= -0.05 dB)")
+        print("| set | model | QF | PSNR dynamic - deepest (dB) | MACs saved | patches per exit (0 = most defocused) |")
+        print("|---|---|---|---|---|---|")
+        for name, model_label, q, delta, saved, shares in target_rows:
+            print(f"| {name} | {model_label} | {q} | {delta:+.3f} | {100 * saved:.0f}% | "
+                  + " / ".join(f"{100 * s:.0f}%" for s in shares) + " |")
     return 0
 
 
