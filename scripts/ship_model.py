@@ -79,7 +79,7 @@ Resolved config: `{args.name}.config.json`. Log: `{args.name}.log.jsonl`.
 {commands}
 ```
 
-Training time: {records[-1].get('train_seconds', 0) / 3600:.2f} h on 2 shared CPU cores, {max(r.get('step', 0) for r in records)} steps;
+Training time: {max(r.get('train_seconds', 0) for r in records) / 3600:.2f} h on 2 shared CPU cores, {max(r.get('step', 0) for r in records)} steps;
 the shipped file is {f"`{args.model.name}`, derived from the run's weights" if args.model else f"the run's `{args.which}.keras`"} (EMA weights).
 
 ## Validation curve (held-out crops, PSNR gain over JPEG at the deepest exit, dB)
