@@ -214,12 +214,21 @@ def metadata(model, keys: Sequence[str], variant: str, tile: int, ops: Sequence[
         "model_config": {k: v for k, v in model.get_config().items() if k not in ("name", "trainable", "dtype")},
     }
     if family == "daqe":
+        from daqe_tf.inference.routing import PATCH_OVERLAP
+
         meta.update(
             patch_size=model.patch_size,
+            # The overlap the Python routing asks plan_tiles for, so an app plans the same patches.
+            patch_overlap=PATCH_OVERLAP,
             thresholds=list(model.thresholds),
             defocus_cell=model.defocus_head.cell_size,
         )
     return meta
+
+
+def metadata_text(meta: dict) -> str:
+    """The text of ``<out>.json`` (apps read this file as written)."""
+    return json.dumps(meta, indent=1) + "\n"
 
 
 def save(model_bytes: bytes, meta: dict, out: str | os.PathLike) -> Path:
@@ -227,7 +236,7 @@ def save(model_bytes: bytes, meta: dict, out: str | os.PathLike) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta_path = metadata_path(out)
-    for path, data in ((out, model_bytes), (meta_path, (json.dumps(meta, indent=1) + "\n").encode())):
+    for path, data in ((out, model_bytes), (meta_path, metadata_text(meta).encode())):
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)

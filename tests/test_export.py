@@ -8,6 +8,7 @@ import pytest
 from keras import ops
 
 from daqe_tf.inference.litert_runner import LiteRTModel
+from daqe_tf.inference.routing import PATCH_OVERLAP
 from daqe_tf.models import QGAUNet
 from export.converter import ExportError, export_tflite, metadata_path
 from export.main import main as export_main
@@ -83,9 +84,9 @@ def test_metadata_is_complete(case):
     assert meta["model_config"] == {k: v for k, v in model.get_config().items() if k not in ("name", "trainable", "dtype")}
     if case.startswith("daqe"):
         assert meta["patch_size"] == 32 and meta["thresholds"] == pytest.approx(model.thresholds)
-        assert meta["defocus_cell"] == 16
+        assert meta["defocus_cell"] == 16 and meta["patch_overlap"] == PATCH_OVERLAP
     else:
-        assert "thresholds" not in meta and "patch_size" not in meta
+        assert "thresholds" not in meta and "patch_size" not in meta and "patch_overlap" not in meta
     from ai_edge_litert.interpreter import Interpreter
 
     signatures = Interpreter(model_path=str(paths["float32"])).get_signature_list()
