@@ -1,9 +1,10 @@
 """The Android demo's plain-Kotlin core against the Python pipeline, through shared test vectors.
 
-The phone must parse JPEG headers, build Q-maps, cut tiles, route patches to exits and blend
-results exactly as the Python side does. This test writes vectors from the Python code (JPEGs made
-here with Pillow, parser results, Q-maps, tile plans, blend weights, cluster ids, stitched and
-end-to-end pipeline outputs, EXIF orientations), compiles the Kotlin core and its JUnit tests with Debian's ``kotlinc``
+The phone must parse JPEG headers, build Q-maps, cut tiles, route patches to exits, blend
+results and read the exporter's metadata exactly as the Python side does. This test writes vectors
+from the Python code (JPEGs made here with Pillow, parser results, Q-maps, tile plans, blend
+weights, cluster ids, stitched and end-to-end pipeline outputs, EXIF orientations, model metadata
+from ``export.converter``), compiles the Kotlin core and its JUnit tests with Debian's ``kotlinc``
 (cached by a hash of the sources) and runs JUnit on the vector folder.
 
 Without ``kotlinc`` or junit4 the test is skipped with the reason, never passed silently.
@@ -426,6 +427,74 @@ def _write_orientation_vectors(folder: Path, manifest: dict) -> None:
     manifest["orientation"] = entries
 
 
+# --------------------------------------------------------------------------------------------
+# Model metadata: the exporter's own <out>.tflite.json, which the app reads as written
+# --------------------------------------------------------------------------------------------
+
+# What ModelMeta.parse needs; dropping any of them must fail naming it.
+META_KEYS = ("format", "family", "io_dtype", "defocus_cell", "image_channels", "qmap_channels",
+             "num_exits", "patch_size", "patch_overlap", "thresholds")
+GRAY_DAQE = dict(
+    num_clusters=3, widths=[4, 4, 8, 8], encoder_blocks=[1, 1, 1], bottleneck_blocks=[1, 1, 1], decoder_blocks=[1, 0, 0],
+    patch_size=64, defocus_widths=[4, 4, 4, 4], defocus_blocks=[1, 1, 1, 1], thresholds=[0.5, 1.25],
+)
+
+
+def _write_meta_vectors(folder: Path, manifest: dict) -> None:
+    """Metadata of tiny DAQE models written by export.converter's own ``metadata``/``metadata_text``
+    (the conversion is skipped: the app ignores ``ops``), the model facts the app must read from it,
+    and broken copies it must refuse with a message naming the key."""
+    from daqe_tf.inference.routing import PATCH_OVERLAP
+    from daqe_tf.models import build_model
+    from export.converter import metadata, metadata_text, signature_keys
+    from tests.export_cases import DAQE_TINY, TILE, build_case
+    from tests.helpers import tiny_model
+
+    def exported_meta(model) -> dict:
+        return metadata(model, signature_keys(model, TILE), "float16", TILE, ["CONV_2D"])
+
+    valid = []
+    colour = None
+    for name, model in [("daqe_colour", build_case("daqe_cnn")), ("daqe_gray", build_model("daqe", 1, texture="cnn", **GRAY_DAQE))]:
+        meta = exported_meta(model)
+        colour = colour or meta
+        (folder / f"{name}.tflite.json").write_text(metadata_text(meta))
+        valid.append({"name": name, "file": f"{name}.tflite.json", "expected": {
+            "image_channels": model.image_channels, "qmap_channels": model.qmap_channels, "num_exits": model.num_exits,
+            "patch_size": model.patch_size, "patch_overlap": PATCH_OVERLAP, "thresholds": [float(t) for t in model.thresholds],
+        }})
+    assert {v["expected"]["num_exits"] for v in valid} == {2, 3}
+
+    broken = [(f"no_{key}", {k: v for k, v in colour.items() if k != key}, [f"missing key '{key}'"]) for key in META_KEYS]
+    for name, changes, key in [
+        ("format_2", {"format": 2}, "format"),
+        ("io_uint8", {"io_dtype": "uint8"}, "io_dtype"),
+        ("cell_8", {"defocus_cell": 8}, "defocus_cell"),
+        ("channels_2", {"image_channels": 2}, "image_channels"),
+        ("qmap_mismatch", {"qmap_channels": 1}, "qmap_channels"),
+        ("no_exits", {"num_exits": 0, "thresholds": []}, "num_exits"),
+        ("patch_24", {"patch_size": 24}, "patch_size"),
+        ("patch_fraction", {"patch_size": 32.5}, "patch_size"),
+        ("overlap_8", {"patch_overlap": 8}, "patch_overlap"),
+        ("overlap_patch", {"patch_overlap": colour["patch_size"]}, "patch_overlap"),
+        ("overlap_string", {"patch_overlap": "16"}, "patch_overlap"),
+        ("thresholds_count", {"thresholds": []}, "thresholds"),
+        ("thresholds_decreasing", {"num_exits": 3, "thresholds": [1.0, 0.5]}, "thresholds"),
+        ("thresholds_nan", {"thresholds": [float("nan")]}, "thresholds"),
+        ("thresholds_text", {"thresholds": ["0.7"]}, "thresholds"),
+    ]:
+        broken.append((name, {**colour, **changes}, [f"'{key}'"]))
+    # A real QGAUNet export: no routing keys, refused for its family before any of them is missed.
+    broken.append(("qga_unet", exported_meta(tiny_model(3)), ["'family'", "'qga_unet'"]))
+    entries = []
+    for name, meta, expect in broken:
+        (folder / f"meta_{name}.json").write_text(metadata_text(meta))
+        entries.append({"file": f"meta_{name}.json", "expect": expect})
+    (folder / "meta_truncated.json").write_text(metadata_text(colour)[:200])
+    entries.append({"file": "meta_truncated.json", "expect": ["not valid JSON"]})
+    manifest["model_meta"] = {"valid": valid, "broken": entries}
+
+
 def _write_vectors(folder: Path) -> dict:
     manifest: dict = {}
     _write_jpeg_vectors(folder, manifest)
@@ -435,6 +504,7 @@ def _write_vectors(folder: Path) -> dict:
     _write_stitch_vectors(folder, manifest)
     _write_pipeline_vectors(folder, manifest)
     _write_orientation_vectors(folder, manifest)
+    _write_meta_vectors(folder, manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return manifest
 
@@ -544,6 +614,7 @@ def test_kotlin_tests_read_every_vector_set(kotlin_run):
         "stitch": len(manifest["stitch"]),
         "pipeline": len(manifest["pipeline"]["cases"]),
         "orientation": len(manifest["orientation"]),
+        "model_meta": len(manifest["model_meta"]["valid"]) + len(manifest["model_meta"]["broken"]),
     }
     assert seen == expected, proc.stdout[-5000:]
 

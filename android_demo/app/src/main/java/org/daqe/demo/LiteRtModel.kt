@@ -3,6 +3,7 @@ package org.daqe.demo
 import android.content.Context
 import android.util.Log
 import org.daqe.demo.core.DefocusModel
+import org.daqe.demo.core.ModelMeta
 import org.daqe.demo.core.PatchModel
 import org.tensorflow.lite.Interpreter
 import org.tensorflow.lite.gpu.CompatibilityList
@@ -26,12 +27,12 @@ import java.nio.channels.FileChannel
 class LiteRtModel private constructor(
     private val interpreter: Interpreter,
     private val gpu: GpuDelegate?,
-    val meta: ModelContract.Meta,
+    val meta: ModelMeta,
     /** What runs the model, for the UI: "GPU" or "CPU (XNNPACK, n threads)". */
     val backend: String
 ) : PatchModel, DefocusModel, Closeable {
-    override val channels = meta.channels
-    override val patchSize = meta.patch
+    override val channels = meta.imageChannels
+    override val patchSize = meta.patchSize
     override val batchSize = ModelContract.EXIT_BATCH
     override val exitCount = meta.numExits
     override val windowSize = ModelContract.DEFOCUS_WINDOW
@@ -172,7 +173,7 @@ class LiteRtModel private constructor(
         }
 
         private fun create(
-            model: MappedByteBuffer, meta: ModelContract.Meta, gpu: GpuDelegate?, options: Interpreter.Options, backend: String
+            model: MappedByteBuffer, meta: ModelMeta, gpu: GpuDelegate?, options: Interpreter.Options, backend: String
         ): LiteRtModel {
             val interpreter = try {
                 Interpreter(model, options)

@@ -115,7 +115,7 @@ class MainActivity : AppCompatActivity() {
         val meta = opened.model.meta
         model = opened.model
         val created = TiledEnhancer(
-            opened.model, opened.model, meta.thresholds, meta.overlap, ModelContract.DEFOCUS_OVERLAP
+            opened.model, opened.model, meta.thresholds, meta.patchOverlap, ModelContract.DEFOCUS_OVERLAP
         )
         enhancer = created
         val note = opened.note?.let { "\n$it" } ?: ""

@@ -1,11 +1,12 @@
 package org.daqe.demo
 
 import android.content.res.AssetManager
-import org.json.JSONObject
+import org.daqe.demo.core.ModelMeta
 
 /**
  * Everything the app assumes about the exported model, in one place: the model is being built
- * alongside the app, so when the exporter changes, this file is the one to update.
+ * alongside the app, so when the exporter changes, this file (and, for the metadata keys,
+ * [ModelMeta]) is the one to update.
  *
  * Signatures of the `.tflite` (inputs float32 NHWC, image in [0, 1]):
  * - `defocus`: `image` [1,H,W,C], `qmap` [1,H,W,Q] -> `defocus` [1,H/16,W/16,1], log1p(blur sigma).
@@ -15,11 +16,13 @@ import org.json.JSONObject
  *   delegates that need static shapes. Not used by this demo (it runs the per-patch exits).
  * C = 3 (Q = 2: luma and chroma step maps) for colour models, C = 1 (Q = 1) for grayscale ones.
  *
- * `model_meta.json` next to the model: {"num_exits":3,"patch":64,"overlap":16,"thresholds":[...],"channels":3}.
+ * Next to the model, its metadata exactly as the exporter wrote it (`<out>.tflite.json`, the name
+ * export.main gives it): [ModelMeta] reads the exporter's keys, so nothing is renamed by hand.
  */
 object ModelContract {
     const val MODEL_ASSET = "daqe_float16.tflite"
-    const val META_ASSET = "model_meta.json"
+    /** export.main's `metadata_path`: exporting straight into the assets writes both files. */
+    const val META_ASSET = "$MODEL_ASSET.json"
 
     const val DEFOCUS_SIGNATURE = "defocus"
     fun exitSignature(exit: Int) = "exit_$exit"
@@ -40,41 +43,21 @@ object ModelContract {
     /** Patches per exit call. */
     const val EXIT_BATCH = 8
 
-    /** The model's metadata. [thresholds]: N-1 non-decreasing patch-defocus thresholds, log1p(sigma). */
-    class Meta(val numExits: Int, val patch: Int, val overlap: Int, val thresholds: FloatArray, val channels: Int) {
-        val qmapChannels: Int get() = if (channels == 1) 1 else 2
-
-        init {
-            require(numExits >= 1) { "num_exits must be at least 1, got $numExits" }
-            require(channels == 1 || channels == 3) { "channels must be 1 or 3, got $channels" }
-            require(patch > 0 && patch % DEFOCUS_CELL == 0) { "patch must be a positive multiple of 16, got $patch" }
-            require(overlap >= 0 && overlap % DEFOCUS_CELL == 0 && overlap < patch) {
-                "overlap must be a multiple of 16 below the patch size, got $overlap"
-            }
-            require(thresholds.size == numExits - 1) { "$numExits exits need ${numExits - 1} thresholds, got ${thresholds.size}" }
+    /** Parses [META_ASSET]; the message names the asset and the key that does not fit. */
+    fun loadMeta(assets: AssetManager): ModelMeta {
+        val text = assets.open(META_ASSET).bufferedReader().use { it.readText() }
+        try {
+            return ModelMeta.parse(text)
+        } catch (e: IllegalArgumentException) {
+            throw IllegalArgumentException("assets/$META_ASSET: ${e.message}", e)
         }
     }
 
-    fun parseMeta(json: String): Meta {
-        val o = JSONObject(json)
-        val t = o.getJSONArray("thresholds")
-        return Meta(
-            numExits = o.getInt("num_exits"),
-            patch = o.getInt("patch"),
-            overlap = o.getInt("overlap"),
-            thresholds = FloatArray(t.length()) { t.getDouble(it).toFloat() },
-            channels = o.getInt("channels")
-        )
-    }
-
-    fun loadMeta(assets: AssetManager): Meta =
-        parseMeta(assets.open(META_ASSET).bufferedReader().use { it.readText() })
-
     /** Signatures the app calls; a missing one means model and app disagree, so fail early and say which. */
-    fun requiredSignatures(meta: Meta): List<String> =
+    fun requiredSignatures(meta: ModelMeta): List<String> =
         (if (meta.numExits > 1) listOf(DEFOCUS_SIGNATURE) else emptyList()) + (0 until meta.numExits).map { exitSignature(it) }
 
-    fun checkSignatures(available: Array<String>, meta: Meta) {
+    fun checkSignatures(available: Array<String>, meta: ModelMeta) {
         val missing = requiredSignatures(meta).filter { it !in available }
         require(missing.isEmpty()) {
             "the model lacks signatures ${missing.joinToString()} (it has ${available.joinToString()}); re-export it"

@@ -1,8 +1,10 @@
 package org.daqe.demo.core
 
 /**
- * A small JSON reader for the test vectors (the JVM tests run without Android's org.json and
- * without extra jars). Objects become Map<String, Any?>, arrays List<Any?>, numbers Double.
+ * A small JSON reader, so the model metadata is parsed by the same plain-Kotlin code on the phone
+ * and in the JVM tests (which run without Android's org.json and without extra jars). It also
+ * reads the test vectors. Objects become Map<String, Any?>, arrays List<Any?>, numbers Double;
+ * Python's NaN and Infinity literals are accepted. Malformed text throws IllegalArgumentException.
  */
 class MiniJson private constructor(private val text: String) {
     private var pos = 0
@@ -23,10 +25,17 @@ class MiniJson private constructor(private val text: String) {
         while (pos < text.length && text[pos].isWhitespace()) pos++
     }
 
+    /** The character at [pos]; the end of the text is an error, not an index exception. */
+    private fun peek(): Char {
+        if (pos >= text.length) fail("unexpected end")
+        return text[pos]
+    }
+
+    private fun next(): Char = peek().also { pos++ }
+
     private fun value(): Any? {
         skipSpace()
-        if (pos >= text.length) fail("unexpected end")
-        return when (text[pos]) {
+        return when (peek()) {
             '{' -> obj()
             '[' -> arr()
             '"' -> str()
@@ -48,19 +57,18 @@ class MiniJson private constructor(private val text: String) {
         val out = LinkedHashMap<String, Any?>()
         pos++
         skipSpace()
-        if (text[pos] == '}') { pos++; return out }
+        if (peek() == '}') { pos++; return out }
         while (true) {
             skipSpace()
             val key = str()
             skipSpace()
-            if (text[pos] != ':') fail("expected ':'")
-            pos++
+            if (next() != ':') { pos--; fail("expected ':'") }
             out[key] = value()
             skipSpace()
-            when (text[pos++]) {
+            when (next()) {
                 ',' -> {}
                 '}' -> return out
-                else -> fail("expected ',' or '}'")
+                else -> { pos--; fail("expected ',' or '}'") }
             }
         }
     }
@@ -69,20 +77,20 @@ class MiniJson private constructor(private val text: String) {
         val out = ArrayList<Any?>()
         pos++
         skipSpace()
-        if (text[pos] == ']') { pos++; return out }
+        if (peek() == ']') { pos++; return out }
         while (true) {
             out.add(value())
             skipSpace()
-            when (text[pos++]) {
+            when (next()) {
                 ',' -> {}
                 ']' -> return out
-                else -> fail("expected ',' or ']'")
+                else -> { pos--; fail("expected ',' or ']'") }
             }
         }
     }
 
     private fun str(): String {
-        if (text[pos] != '"') fail("expected a string")
+        if (peek() != '"') fail("expected a string")
         pos++
         val sb = StringBuilder()
         while (true) {
@@ -91,14 +99,19 @@ class MiniJson private constructor(private val text: String) {
             when (ch) {
                 '"' -> return sb.toString()
                 '\\' -> {
-                    val esc = text[pos++]
+                    val esc = next()
                     when (esc) {
                         'n' -> sb.append('\n')
                         't' -> sb.append('\t')
                         'r' -> sb.append('\r')
                         'b' -> sb.append('\b')
                         'f' -> sb.append('\u000C')
-                        'u' -> { sb.append(Integer.parseInt(text.substring(pos, pos + 4), 16).toChar()); pos += 4 }
+                        'u' -> {
+                            val hex = if (pos + 4 <= text.length) text.substring(pos, pos + 4) else ""
+                            if (hex.length != 4 || !hex.all { it in '0'..'9' || it in 'a'..'f' || it in 'A'..'F' }) fail("bad \\u escape")
+                            sb.append(Integer.parseInt(hex, 16).toChar())
+                            pos += 4
+                        }
                         else -> sb.append(esc)
                     }
                 }
@@ -113,24 +126,6 @@ class MiniJson private constructor(private val text: String) {
         if (text.startsWith("Infinity", pos)) { pos += 8; return Double.POSITIVE_INFINITY }
         while (pos < text.length && (text[pos].isDigit() || text[pos] in "+-.eE")) pos++
         if (start == pos) fail("unexpected character '${text[pos]}'")
-        return text.substring(start, pos).toDouble()
+        return text.substring(start, pos).toDoubleOrNull() ?: run { pos = start; fail("bad number") }
     }
 }
-
-@Suppress("UNCHECKED_CAST")
-fun Any?.obj(): Map<String, Any?> = this as Map<String, Any?>
-
-@Suppress("UNCHECKED_CAST")
-fun Any?.arr(): List<Any?> = this as List<Any?>
-
-fun Any?.num(): Double = this as Double
-
-fun Any?.int(): Int {
-    val d = this as Double
-    require(d == Math.rint(d)) { "not an integer: $d" }
-    return d.toInt()
-}
-
-fun Any?.ints(): IntArray = arr().map { it.int() }.toIntArray()
-
-fun Any?.doubles(): DoubleArray = arr().map { it.num() }.toDoubleArray()

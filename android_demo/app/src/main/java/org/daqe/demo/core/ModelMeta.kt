@@ -1,0 +1,92 @@
+package org.daqe.demo.core
+
+/**
+ * What the app takes from the exporter's metadata, the `<out>.tflite.json` that
+ * `python -m export.main` writes (`export.converter.metadata`), read as written: the exporter's
+ * key names, its other keys ignored. A missing or invalid key fails with a message naming it,
+ * so a model that does not fit the app is refused before any buffer is sized from it.
+ *
+ * [thresholds]: [numExits] - 1 non-decreasing patch-defocus thresholds, log1p(sigma).
+ * [patchOverlap]: the overlap the Python routing asks `plan_tiles` for (`PATCH_OVERLAP`), so the
+ * phone plans the same patches.
+ */
+class ModelMeta(
+    val imageChannels: Int,
+    val qmapChannels: Int,
+    val numExits: Int,
+    val patchSize: Int,
+    val patchOverlap: Int,
+    val thresholds: FloatArray
+) {
+    init {
+        check(imageChannels == 1 || imageChannels == 3, "image_channels", "must be 1 or 3, got $imageChannels")
+        // QMap builds one step map for gray models, luma and chroma for colour ones.
+        val q = if (imageChannels == 1) 1 else 2
+        check(qmapChannels == q, "qmap_channels", "must be $q for image_channels $imageChannels, got $qmapChannels")
+        check(numExits >= 1, "num_exits", "must be at least 1, got $numExits")
+        check(patchSize > 0 && patchSize % CellGrid.CELL == 0, "patch_size", "must be a positive multiple of 16, got $patchSize")
+        check(patchOverlap >= 0 && patchOverlap % CellGrid.CELL == 0 && patchOverlap < patchSize, "patch_overlap",
+            "must be a multiple of 16 below patch_size ($patchSize), got $patchOverlap")
+        check(thresholds.size == numExits - 1, "thresholds", "$numExits exits need ${numExits - 1} thresholds, got ${thresholds.size}")
+        try {
+            Clusters.checkThresholds(thresholds)
+        } catch (e: IllegalArgumentException) {
+            throw IllegalArgumentException("model metadata: 'thresholds': ${e.message}")
+        }
+    }
+
+    companion object {
+        /** The exporter's `METADATA_FORMAT` this parser reads. */
+        const val FORMAT = 1
+        /** Only DAQE exports have the defocus head and thresholds the per-patch routing needs. */
+        const val FAMILY = "daqe"
+        /** Inputs and outputs are fed and read as float32 buffers. */
+        const val IO_DTYPE = "float32"
+
+        private fun check(ok: Boolean, key: String, what: String) {
+            if (!ok) throw IllegalArgumentException("model metadata: '$key' $what")
+        }
+
+        /** Parses the exporter's metadata JSON; IllegalArgumentException naming the key when it does not fit. */
+        fun parse(json: String): ModelMeta {
+            val root = try {
+                MiniJson.parse(json)
+            } catch (e: IllegalArgumentException) {
+                throw IllegalArgumentException("model metadata: not valid JSON (${e.message})")
+            }
+            val o = root as? Map<*, *> ?: throw IllegalArgumentException("model metadata: expected a JSON object")
+            fun get(key: String): Any = o[key]
+                ?: throw IllegalArgumentException("model metadata: missing key '$key' (re-export with python -m export.main)")
+            fun int(key: String): Int {
+                val d = get(key) as? Double
+                check(d != null && d == Math.rint(d) && Math.abs(d) <= Int.MAX_VALUE, key, "must be an integer, got ${o[key]}")
+                return d!!.toInt()
+            }
+            fun string(key: String): String = get(key) as? String
+                ?: throw IllegalArgumentException("model metadata: '$key' must be a string, got ${o[key]}")
+
+            val format = int("format")
+            check(format == FORMAT, "format", "is $format; this app reads format $FORMAT (update ModelMeta or re-export)")
+            val family = string("family")
+            check(family == FAMILY, "family", "is '$family'; the app routes patches by defocus and needs a '$FAMILY' export")
+            val io = string("io_dtype")
+            check(io == IO_DTYPE, "io_dtype", "must be '$IO_DTYPE', got '$io'")
+            val cell = int("defocus_cell")
+            check(cell == CellGrid.CELL, "defocus_cell", "must be ${CellGrid.CELL}, got $cell")
+            val t = get("thresholds") as? List<*>
+                ?: throw IllegalArgumentException("model metadata: 'thresholds' must be an array, got ${o["thresholds"]}")
+            val thresholds = FloatArray(t.size) {
+                (t[it] as? Double)?.toFloat()
+                    ?: throw IllegalArgumentException("model metadata: 'thresholds' must hold numbers, got ${t[it]}")
+            }
+            return ModelMeta(
+                imageChannels = int("image_channels"),
+                qmapChannels = int("qmap_channels"),
+                numExits = int("num_exits"),
+                patchSize = int("patch_size"),
+                patchOverlap = int("patch_overlap"),
+                thresholds = thresholds
+            )
+        }
+    }
+}

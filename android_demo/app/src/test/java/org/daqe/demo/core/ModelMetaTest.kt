@@ -1,0 +1,75 @@
+package org.daqe.demo.core
+
+import org.junit.Assert.assertArrayEquals
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertNotNull
+import org.junit.Assert.assertTrue
+import org.junit.Assert.fail
+import org.junit.Test
+
+class ModelMetaTest {
+    private fun text(name: String) = String(Vectors.bytes(name), Charsets.UTF_8)
+
+    private fun refusal(json: String): String? =
+        try {
+            ModelMeta.parse(json)
+            null
+        } catch (e: IllegalArgumentException) {
+            e.message ?: "(no message)"
+        }
+
+    /** The metadata export.converter writes, read as written, gives the model's own attributes. */
+    @Test
+    fun readsTheExportersMetadata() {
+        val set = Vectors.section("model_meta").obj()
+        val valid = set["valid"].arr()
+        for (case in valid) {
+            val v = case.obj()
+            val name = v["name"] as String
+            val e = v["expected"].obj()
+            val meta = ModelMeta.parse(text(v["file"] as String))
+            assertEquals("$name image_channels", e["image_channels"].int(), meta.imageChannels)
+            assertEquals("$name qmap_channels", e["qmap_channels"].int(), meta.qmapChannels)
+            assertEquals("$name num_exits", e["num_exits"].int(), meta.numExits)
+            assertEquals("$name patch_size", e["patch_size"].int(), meta.patchSize)
+            assertEquals("$name patch_overlap", e["patch_overlap"].int(), meta.patchOverlap)
+            val thresholds = e["thresholds"].doubles().map { it.toFloat() }.toFloatArray()
+            assertArrayEquals("$name thresholds", thresholds, meta.thresholds, 0f)
+        }
+        val broken = set["broken"].arr()
+        for (case in broken) {
+            val v = case.obj()
+            val file = v["file"] as String
+            val message = refusal(text(file))
+            assertNotNull("$file was accepted", message)
+            assertTrue("$file: $message", message!!.startsWith("model metadata: "))
+            for (part in v["expect"].arr()) assertTrue("$file: '$message' lacks \"$part\"", message.contains(part as String))
+        }
+        Vectors.report("model_meta", valid.size + broken.size)
+    }
+
+    @Test
+    fun namesTheMissingKey() {
+        val json = """{"format": 1, "family": "daqe", "io_dtype": "float32", "defocus_cell": 16, "image_channels": 3,
+            "qmap_channels": 2, "num_exits": 2, "patch_size": 64, "thresholds": [0.7]}"""
+        assertEquals("model metadata: missing key 'patch_overlap' (re-export with python -m export.main)", refusal(json))
+        val meta = ModelMeta.parse(json.replace("\"thresholds\"", "\"patch_overlap\": 16, \"thresholds\""))
+        assertEquals(16, meta.patchOverlap)
+        assertEquals(64, meta.patchSize)
+    }
+
+    @Test
+    fun malformedJsonIsAnArgumentError() {
+        val bad = listOf("", "{", "{\"a\"", "{\"a\":", "{\"a\": 1", "{\"a\": 1,", "[", "[1", "[1,", "\"ab", "\"\\u12", "\"\\u12zz\"",
+            "-", "1e", "{} x", "tru", "{1: 2}")
+        for (text in bad) {
+            try {
+                MiniJson.parse(text)
+                fail("accepted '$text'")
+            } catch (e: IllegalArgumentException) {
+                assertTrue("'$text': ${e.message}", e.message!!.startsWith("JSON: "))
+            }
+        }
+        assertEquals(listOf(1.0, null, "\u00e9"), MiniJson.parse("[1, null, \"\\u00e9\"]"))
+    }
+}
