@@ -1,8 +1,9 @@
 """The JAX trainer: ``KERAS_BACKEND=jax python -m train.main ...`` on one device, without TensorFlow.
 
 It is ``train.loop.Trainer`` with another step: the same model code, optimizer (AdamW, cosine
-schedule, EMA), numpy/Pillow samplers, loss (``train.losses.step_loss``), validation, log
-records, checkpoints and ``.keras`` files (EMA weights, loadable by TensorFlow for export).
+schedule, EMA), numpy/Pillow samplers, loss (``train.losses.step_loss``), validation, and
+``Trainer.run``'s loop with its log records, checkpoints and ``.keras`` files (EMA weights,
+loadable by TensorFlow for export); this class fills in that loop's backend hooks.
 The step is Keras' JAX custom-training recipe: ``model.stateless_call`` inside
 ``jax.value_and_grad``, ``optimizer.stateless_apply``, all under ``jax.jit``. Between
 checkpoints the weights and optimizer state live in JAX arrays only; they are written back
@@ -14,15 +15,12 @@ swapped in with ``os.replace``), so a run stopped on one backend resumes on the 
 """
 from __future__ import annotations
 
-import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from train import checkpoint
 from train.config import TrainConfig
-from train.loop import Trainer, make_validation_pairs, weights_digest
+from train.loop import Trainer
 from train.losses import step_loss
 from train.optim import make_optimizer
 
@@ -115,66 +113,40 @@ class JaxTrainer(Trainer):
 
         return jax.jit(train_step, donate_argnums=0)
 
-    # --- run -------------------------------------------------------------------
-    def run(self):
-        """Train to ``cfg.steps`` (or the time limit) with the TensorFlow trainer's logs, validation and saves."""
-        import jax
+    # --- run hooks: ``Trainer.run`` with this step ------------------------------------
+    def _begin_run(self):
+        """Before the first step: the jitted step and JAX copies of the weights and optimizer state."""
+        self._train_step = self.make_train_step()
+        self._run_arrays = self._arrays()
+        self._batches = None
 
-        cfg = self.cfg
-        pairs = make_validation_pairs(cfg)
-        train_step = self.make_train_step()
-        arrays = self._arrays()
-        start, session_start = self.state["train_seconds"], time.time()
-        terms, saved, batches = [], None, None
-        last = self.step >= cfg.steps
-        if not last:
+    def _run_step(self, step: int, time_up) -> tuple:
+        """Take step ``step`` -> (its terms as a JAX array, whether this process's time is up).
+
+        The first step logs the ``distribute`` record and starts the prefetching batches. One
+        device: the step always advances, and a time limit just ends the run after this step."""
+        if self._batches is None:
+            import jax
+
             device = jax.devices()[0]
-            self.log(f"JAX on {device}: 1 replica, global batch {cfg.batch_size}", kind="distribute",
-                     strategy=f"jax:{device.platform}", replicas=1, local_replica_batches=[cfg.batch_size],
-                     global_batch=cfg.batch_size, step=self.step + 1)
-            batches = self.batches(self.make_sampler(), self.state["batch_index"])
-        while not last:
-            timed_out = bool(cfg.time_limit_minutes) and time.time() - session_start > cfg.time_limit_minutes * 60
-            arrays, step_terms = train_step(arrays, next(batches))
-            self._step += 1
-            self.state["batch_index"] += 1
-            self.state["step"] = step = self.step
-            terms.append(step_terms)
-            last = step >= cfg.steps or timed_out
-            elapsed = start + time.time() - session_start
-            if step % cfg.log_every == 0 or last:
-                mean = np.mean(jax.device_get(terms), axis=0)
-                lr = float(self.schedule(step))
-                record = {"loss_per_exit": mean[: self.model.num_exits].tolist()}
-                if self.defocus is not None:
-                    record["defocus_l1"] = float(mean[-1])
-                extra = f" defocus L1 {record['defocus_l1']:.4f}" if self.defocus is not None else ""
-                self.log(f"step {step} loss/exit {np.round(mean[: self.model.num_exits], 5).tolist()}{extra} "
-                         f"lr {lr:.2e} {elapsed / 60:.1f} min",
-                         kind="train", step=step, **record, lr=lr, train_seconds=elapsed)
-                terms = []
-            validate = pairs and (step % cfg.eval_every == 0 or last)
-            save = step % cfg.checkpoint_every == 0 or last
-            if validate or save:
-                self._write_back(arrays)
-            if validate:
-                gains = self.validate(pairs)
-                score = float(np.mean([v for k, v in gains.items() if k.endswith(f"exit{self.model.num_exits - 1}")]))
-                self.log(f"step {step} val PSNR gain {json.dumps({k: round(v, 3) for k, v in gains.items()})}",
-                         kind="val", step=step, gains=gains, train_seconds=elapsed)
-                if self.state["best_val_psnr_gain"] is None or score > self.state["best_val_psnr_gain"]:
-                    self.state["best_val_psnr_gain"] = score
-                    self.save_model("best.keras")
-            if save:
-                self.state["train_seconds"] = elapsed
-                checkpoint.save(self.run_dir, self.model, self.optimizer, self.state)
-                saved = step
-        if batches is not None:
-            batches.close()  # lets the prefetch thread finish
-        if saved != self.step:
-            self.state["train_seconds"] = start + time.time() - session_start
-            checkpoint.save(self.run_dir, self.model, self.optimizer, self.state)
-        self.save_model("final.keras")
-        digest = weights_digest(self.model)
-        self.log(f"finished at step {self.step}; weights sha256 {digest}", kind="final", step=self.step, weights_sha256=digest)
-        return self.state
+            self.log(f"JAX on {device}: 1 replica, global batch {self.cfg.batch_size}", kind="distribute",
+                     strategy=f"jax:{device.platform}", replicas=1, local_replica_batches=[self.cfg.batch_size],
+                     global_batch=self.cfg.batch_size, step=step)
+            self._batches = self.batches(self.make_sampler(), self.state["batch_index"])
+        timed_out = time_up()
+        self._run_arrays, terms = self._train_step(self._run_arrays, next(self._batches))
+        self._step += 1
+        return terms, timed_out
+
+    def _sync_weights(self):
+        """Before validation and saving: write the JAX arrays back into the Keras variables."""
+        self._write_back(self._run_arrays)
+
+    def _learning_rate(self, step: int) -> float:
+        return float(self.schedule(step))
+
+    def _end_run(self):
+        """After the last step: let the prefetch thread finish, free the arrays."""
+        if self._batches is not None:
+            self._batches.close()
+        self._train_step = self._run_arrays = self._batches = None

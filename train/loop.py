@@ -522,73 +522,127 @@ class Trainer:
 
     # --- run -------------------------------------------------------------------
     def run(self):
-        tf = self.tf
+        """Train to ``cfg.steps`` (or the time limit); returns ``state``.
+
+        The bookkeeping every backend shares lives here: the ``train`` log record (mean
+        per-exit and extra terms since the last one, learning rate, elapsed time) every
+        ``log_every`` steps, validation every ``eval_every`` steps with ``best.keras`` on a new
+        best, a checkpoint every ``checkpoint_every`` steps and at the end, ``final.keras`` and
+        the ``final`` record with the weights digest. Only the chief validates and writes; every
+        worker takes the same steps and leaves together when any worker's step reports a stop.
+        A step the optimizer did not count (the loss scaler skipped it) is taken again.
+
+        The backend hooks: ``_begin_run`` and ``_end_run`` around the loop, ``_run_step`` for one
+        step, ``_sync_weights`` before the Keras variables are read, ``_learning_rate`` for the log.
+        """
         cfg = self.cfg
         pairs = make_validation_pairs(cfg) if self.is_chief else []
-        if self.is_chief:
-            self.writer = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
-        iterator = iter(self.make_dataset())
-        train_step = self.make_train_step()
+        self._begin_run()
         start, session_start = self.state["train_seconds"], time.time()
-        losses, previous, saved, first = [], self.step, None, True
+
+        def time_up() -> bool:
+            return bool(cfg.time_limit_minutes) and time.time() - session_start > cfg.time_limit_minutes * 60
+
+        losses, previous, saved = [], self.step, None
         last = self.step >= cfg.steps
         while not last:
-            timed_out = bool(cfg.time_limit_minutes) and time.time() - session_start > cfg.time_limit_minutes * 60
-            loss, per_exit, stop, replica_batches, global_batch = train_step(iterator, tf.constant(float(timed_out)))
+            terms, stop = self._run_step(previous + 1, time_up)
             self.state["batch_index"] += 1
-            losses.append(per_exit.numpy())
-            if first:
-                first = False
-                local = [int(b) for b in replica_batches.numpy()]
-                self.log(f"{type(self.strategy).__name__}: {self.replicas} replicas, batches of this worker's "
-                         f"replicas {local}, global batch {int(global_batch)}",
-                         kind="distribute", strategy=type(self.strategy).__name__, replicas=self.replicas,
-                         local_replica_batches=local, global_batch=int(global_batch), step=previous + 1)
+            losses.append(terms)
             step = self.step
-            last = step >= cfg.steps or bool(stop)
+            last = step >= cfg.steps or stop
             if step == previous and not last:
                 continue  # update skipped by the loss scaler (inf/NaN gradients): same step again
             previous = step
             self.state["step"] = step
             elapsed = start + time.time() - session_start
             if step % cfg.log_every == 0 or last:
-                mean = np.mean(losses, axis=0, dtype=np.float64)
-                lr = float(self.optimizer.learning_rate.numpy()) if hasattr(self.optimizer.learning_rate, "numpy") else None
-                record = {"loss_per_exit": mean[: self.model.num_exits].tolist()}
-                scalars = {f"loss/exit{k}": v for k, v in enumerate(record["loss_per_exit"])}
-                labels = self._extra_terms()
-                record.update({name: float(v) for name, v in zip(labels, mean[self.model.num_exits :])})
-                scalars.update({f"loss/{name}": record[name] for name in labels})
-                if lr is not None:
-                    scalars["learning_rate"] = lr
-                extra = "".join(f" {label} {record[name]:.4f}" for name, label in labels.items())
-                self.log(
-                    f"step {step} loss/exit {np.round(mean[: self.model.num_exits], 5).tolist()}{extra} lr {lr:.2e} {elapsed / 60:.1f} min",
-                    kind="train", step=step, **record, lr=lr, train_seconds=elapsed,
-                )
-                self._summaries(step, scalars)
+                self._log_losses(step, losses, elapsed)
                 losses = []
-            if pairs and (step % cfg.eval_every == 0 or last):
-                gains = self.validate(pairs)
-                deepest = [v for k, v in gains.items() if k.endswith(f"exit{self.model.num_exits - 1}")]
-                score = float(np.mean(deepest))
-                self.log(f"step {step} val PSNR gain {json.dumps({k: round(v, 3) for k, v in gains.items()})}",
-                         kind="val", step=step, gains=gains, train_seconds=elapsed)
-                self._summaries(step, {f"val_psnr_gain/{k}": v for k, v in gains.items()}, self._validation_images())
-                best = self.state["best_val_psnr_gain"]
-                if best is None or score > best:
-                    self.state["best_val_psnr_gain"] = score
-                    self.save_model("best.keras")
-            if self.is_chief and (step % cfg.checkpoint_every == 0 or last):
+            validate = pairs and (step % cfg.eval_every == 0 or last)
+            save = self.is_chief and (step % cfg.checkpoint_every == 0 or last)
+            if validate or save:
+                self._sync_weights()
+            if validate:
+                self._log_validation(step, pairs, elapsed)
+            if save:
                 self.state["train_seconds"] = elapsed
                 checkpoint.save(self.run_dir, self.model, self.optimizer, self.state, self.discriminator)
                 saved = step
+        self._end_run()
         if self.is_chief:
             if saved != self.step:
                 self.state["train_seconds"] = start + time.time() - session_start
                 checkpoint.save(self.run_dir, self.model, self.optimizer, self.state, self.discriminator)
             self.save_model("final.keras")
-            self.writer.close()
-        self.log(f"finished at step {self.step}; weights sha256 {weights_digest(self.model)}",
-                 kind="final", step=self.step, weights_sha256=weights_digest(self.model))
+        digest = weights_digest(self.model)
+        self.log(f"finished at step {self.step}; weights sha256 {digest}", kind="final", step=self.step, weights_sha256=digest)
         return self.state
+
+    def _log_losses(self, step: int, losses: list, elapsed: float):
+        """The ``train`` record and TensorBoard scalars: the mean of the steps' terms since the last record."""
+        mean = np.mean(losses, axis=0, dtype=np.float64)
+        lr = self._learning_rate(step)
+        record = {"loss_per_exit": mean[: self.model.num_exits].tolist()}
+        scalars = {f"loss/exit{k}": v for k, v in enumerate(record["loss_per_exit"])}
+        labels = self._extra_terms()
+        record.update({name: float(v) for name, v in zip(labels, mean[self.model.num_exits :])})
+        scalars.update({f"loss/{name}": record[name] for name in labels})
+        if lr is not None:
+            scalars["learning_rate"] = lr
+        extra = "".join(f" {label} {record[name]:.4f}" for name, label in labels.items())
+        self.log(
+            f"step {step} loss/exit {np.round(mean[: self.model.num_exits], 5).tolist()}{extra} lr {lr:.2e} {elapsed / 60:.1f} min",
+            kind="train", step=step, **record, lr=lr, train_seconds=elapsed,
+        )
+        self._summaries(step, scalars)
+
+    def _log_validation(self, step: int, pairs, elapsed: float):
+        """The ``val`` record and summaries; ``best.keras`` when the deepest exit's mean gain is a new best."""
+        gains = self.validate(pairs)
+        score = float(np.mean([v for k, v in gains.items() if k.endswith(f"exit{self.model.num_exits - 1}")]))
+        self.log(f"step {step} val PSNR gain {json.dumps({k: round(v, 3) for k, v in gains.items()})}",
+                 kind="val", step=step, gains=gains, train_seconds=elapsed)
+        self._summaries(step, {f"val_psnr_gain/{k}": v for k, v in gains.items()}, self._validation_images())
+        best = self.state["best_val_psnr_gain"]
+        if best is None or score > best:
+            self.state["best_val_psnr_gain"] = score
+            self.save_model("best.keras")
+
+    # --- run hooks (TensorFlow) ----------------------------------------------------
+    def _begin_run(self):
+        """Before the first step: the chief's TensorBoard writer, the distributed iterator, the step function."""
+        if self.is_chief:
+            self.writer = self.tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
+        self._iterator = iter(self.make_dataset())
+        self._train_step = self.make_train_step()
+        self._distribute_logged = False
+
+    def _run_step(self, step: int, time_up) -> tuple:
+        """Take step ``step`` -> (its per-exit and extra terms as numpy, whether any worker stops).
+
+        ``time_up()`` (this worker's time limit) goes into the step, so every worker learns of a
+        stop at the same step. The first step logs the ``distribute`` record."""
+        tf = self.tf
+        loss, per_exit, stop, replica_batches, global_batch = self._train_step(self._iterator, tf.constant(float(time_up())))
+        if not self._distribute_logged:
+            self._distribute_logged = True
+            local = [int(b) for b in replica_batches.numpy()]
+            self.log(f"{type(self.strategy).__name__}: {self.replicas} replicas, batches of this worker's "
+                     f"replicas {local}, global batch {int(global_batch)}",
+                     kind="distribute", strategy=type(self.strategy).__name__, replicas=self.replicas,
+                     local_replica_batches=local, global_batch=int(global_batch), step=step)
+        return per_exit.numpy(), bool(stop)
+
+    def _sync_weights(self):
+        """Before validation and saving: the Keras variables already hold the weights."""
+
+    def _learning_rate(self, step: int) -> float | None:
+        lr = self.optimizer.learning_rate
+        return float(lr.numpy()) if hasattr(lr, "numpy") else None
+
+    def _end_run(self):
+        """After the last step: close the writer, drop the iterator."""
+        if self.writer is not None:
+            self.writer.close()
+        self._iterator = self._train_step = None
