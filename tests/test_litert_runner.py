@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from daqe_tf.inference.litert_runner import LiteRTModel
-from daqe_tf.inference.models import ModelFileError, load_model
+from daqe_tf.inference.models import DEFAULT_MODELS, ModelFileError, load_model
 from daqe_tf.inference.pipeline import enhance
 from daqe_tf.metrics import psnr
 from export.converter import metadata_path
@@ -22,6 +22,7 @@ from tests.export_cases import exported, jpeg_inputs
 from tests.helpers import natural_image
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_COLOR_TFLITE = Path(DEFAULT_MODELS["color"]).with_suffix(".tflite").name  # what a TensorFlow-free install falls back to
 PIPELINE_TILE = 64  # smaller than the image: several windows, some of odd size
 
 # Runs in a fresh interpreter. With "block", a meta-path finder makes `import tensorflow` and
@@ -85,7 +86,7 @@ def work(tmp_path_factory):
     daqe, daqe_paths = exported("daqe_cnn")
     work = tmp_path_factory.mktemp("litert")
     Image.fromarray(natural_image(96, 80, 3, seed=4)).save(work / "photo.jpg", quality=15)
-    for name, source in (("model.tflite", paths), ("shipped/qga_unet_color.tflite", paths), ("daqe.tflite", daqe_paths)):
+    for name, source in (("model.tflite", paths), (f"shipped/{SHIPPED_COLOR_TFLITE}", paths), ("daqe.tflite", daqe_paths)):
         (work / name).parent.mkdir(exist_ok=True)
         shutil.copyfile(source["float32"], work / name)
         shutil.copyfile(metadata_path(source["float32"]), metadata_path(work / name))
@@ -119,7 +120,7 @@ def test_cli_without_tensorflow_uses_shipped_tflite_or_says_what_to_install(work
     assert report["cli_nothing_shipped"] == 1 and report["cli_keras_model"] == 1
     errors = [line for line in stderr.splitlines() if line.startswith("daqe: error:")]
     assert len(errors) == 2 and all("daqe-tf[tf]" in line for line in errors), stderr[-2000:]
-    assert "qga_unet_color.tflite" in errors[0] and "m.keras" in errors[1]
+    assert SHIPPED_COLOR_TFLITE in errors[0] and "m.keras" in errors[1]
 
 
 def test_litert_model_surface(tmp_path):
