@@ -1,7 +1,8 @@
 """What each TFLite variant costs in quality and buys in size and speed.
 
     python -m benchmarks.export_report M.keras [M2.keras ...] [--limit N] [--data DIR] \
-        [--representative train/lists/train.txt --data_root ../shared/datasets] [--tile 256]
+        [--representative train/lists/train.txt --data_root ../shared/datasets] [--tile 256] \
+        [--parts quality,latency]
 
 For every ``.keras`` model: exports float32, float16 and int8 to a temporary folder (int8
 calibrated on training images, never the evaluation set), then prints
@@ -99,17 +100,20 @@ def report(model_path: str, args, images: list[Path]) -> None:
     with tempfile.TemporaryDirectory(prefix="daqe_export_report_") as folder:
         paths = {variant: Path(folder) / f"model_{variant}.tflite" for variant in VARIANTS}
         export_tflite(keras_model, paths, tile=args.tile, representative_images=images, calibration_samples=args.calibration_samples)
-        litert = {variant: LiteRTModel(path, num_threads=2) for variant, path in paths.items()}
-        scores = quality_table(keras_model, litert, files, exit_index)
-        space = "Y" if grayscale else "RGB"
-        print(f"PSNR ({space}) on {len(files)} image(s) of {eval_set}; drop = Keras - LiteRT\n")
-        print("| runtime | size (MB) | " + " | ".join(f"QF{q} PSNR | QF{q} drop" for q in QUALITIES) + " |")
-        print("|---|---|" + "---|---|" * len(QUALITIES))
-        print("| JPEG | – | " + " | ".join(f"{scores[('jpeg', q)]:.2f} | –" for q in QUALITIES) + " |")
-        print("| Keras | – | " + " | ".join(f"{scores[('keras', q)]:.2f} | –" for q in QUALITIES) + " |")
-        for variant, path in paths.items():
-            cells = [f"{scores[(variant, q)]:.2f} | {scores[('keras', q)] - scores[(variant, q)]:+.3f}" for q in QUALITIES]
-            print(f"| LiteRT {variant} | {os.path.getsize(path) / 1e6:.3f} | " + " | ".join(cells) + " |")
+        if "quality" in args.parts:
+            litert = {variant: LiteRTModel(path, num_threads=2) for variant, path in paths.items()}
+            scores = quality_table(keras_model, litert, files, exit_index)
+            space = "Y" if grayscale else "RGB"
+            print(f"PSNR ({space}) on {len(files)} image(s) of {eval_set}; drop = Keras - LiteRT\n")
+            print("| runtime | size (MB) | " + " | ".join(f"QF{q} PSNR | QF{q} drop" for q in QUALITIES) + " |")
+            print("|---|---|" + "---|---|" * len(QUALITIES))
+            print("| JPEG | – | " + " | ".join(f"{scores[('jpeg', q)]:.2f} | –" for q in QUALITIES) + " |")
+            print("| Keras | – | " + " | ".join(f"{scores[('keras', q)]:.2f} | –" for q in QUALITIES) + " |")
+            for variant, path in paths.items():
+                cells = [f"{scores[(variant, q)]:.2f} | {scores[('keras', q)] - scores[(variant, q)]:+.3f}" for q in QUALITIES]
+                print(f"| LiteRT {variant} | {os.path.getsize(path) / 1e6:.3f} | " + " | ".join(cells) + " |")
+        if "latency" not in args.parts:
+            return
         print(f"\nLiteRT (XNNPACK) latency, ms per megapixel, median of {args.repeats} (tile {args.tile})\n")
         print("| variant | signature | 1 thread | 2 threads | 1 / 2 threads |")
         print("|---|---|---|---|---|")
@@ -129,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration_samples", type=int, default=32)
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--parts", default="quality,latency",
+                        help="quality (PSNR per variant), latency (ms/MP per signature), or both; time latency on an idle machine")
     args = parser.parse_args(argv)
+    args.parts = set(args.parts.split(","))
+    if not args.parts <= {"quality", "latency"}:
+        parser.error(f"--parts takes quality and/or latency, got {sorted(args.parts)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     images = list_image_files(args.representative, args.data_root, recursive=True)
     for model_path in args.models:
