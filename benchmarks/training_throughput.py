@@ -1,10 +1,10 @@
 """Training throughput on this machine: does the on-the-fly JPEG input keep up with the model?
 
-    python -m benchmarks.training_throughput [--data FOLDER] [--steps 20] [--batch 16] [--workers 1,2]
+    python -m benchmarks.training_throughput [--data FOLDER] [--steps 20] [--batch N] [--workers 1,2]
     KERAS_BACKEND=jax python -m benchmarks.training_throughput ...      # the JAX trainer
 
-For each model spec (default: the shipped QGA U-Net configs and the DAQE default config with
-both textures at 128 px patches) it builds the run's trainer (``train.loop.Trainer``, or
+For each model spec (default: the shipped models' training configs, and the DAQE default with the
+transformer texture) it builds the run's trainer (``train.loop.Trainer``, or
 ``train.jax_loop.JaxTrainer`` under JAX) and prints one Markdown row:
 
 - input: patches per second of the trainer's own input pipeline (the sampler with on-the-fly
@@ -33,16 +33,18 @@ import keras
 import numpy as np
 from PIL import Image
 
-DEFAULT_SPECS = [
+DEFAULT_SPECS = [  # the shipped models' own training configs, and the transformer texture of the DAQE default
+    "daqe_tf/weights/daqe_cnn_color.config.json",
+    "daqe_tf/weights/daqe_cnn_gray.config.json",
     "daqe_tf/weights/qga_unet_color.config.json",
     "daqe_tf/weights/qga_unet_gray.config.json",
-    '{"family": "daqe", "patch_size": 128, "model_config": {"patch_size": 128, "texture": "cnn"}}',
-    '{"family": "daqe", "patch_size": 128, "model_config": {"patch_size": 128, "texture": "transformer"}}',
+    '{"family": "daqe", "patch_size": 128, "batch_size": 8, "model_config": {"patch_size": 128, "texture": "transformer"}}',
 ]
 
 
-def load_spec(spec: str, data: str, batch: int, work: Path):
-    """(label, TrainConfig) of a spec, training on ``data`` with ``batch`` and writing only under ``work``."""
+def load_spec(spec: str, data: str, batch: int | None, work: Path):
+    """(label, TrainConfig) of a spec, training on ``data`` with ``batch`` (default: the spec's own batch
+    size, else 16) and writing only under ``work``."""
     from train.config import TrainConfig
 
     if spec.endswith(".json") and Path(spec).is_file():
@@ -53,7 +55,7 @@ def load_spec(spec: str, data: str, batch: int, work: Path):
                           "gray" if fields.get("grayscale") else "colour"]).replace("  ", " ")
     run_dir = work / f"run{len(list(work.glob('run*')))}"
     cfg = TrainConfig.from_dict({**fields, "run_dir": str(run_dir), "train_data": data, "val_data": None,
-                                 "data_root": None, "batch_size": batch, "label_cache_dir": str(work / "labels")})
+                                 "data_root": None, "batch_size": batch or fields.get("batch_size", 16), "label_cache_dir": str(work / "labels")})
     return label, cfg
 
 
@@ -157,8 +159,9 @@ def throughput_table(specs, data: str | None, steps: int, batch: int, workers: l
             trainer = make_trainer(cfg)
             inputs = input_rates(trainer, workers, steps)
             steps_per_s = step_rate(trainer, steps)
-            cells = [label, str(cfg.patch_size), str(batch)] + [f"{inputs[n] * batch:.1f}" for n in workers]
-            cells += [f"{steps_per_s:.2f}", f"{steps_per_s * batch:.1f}", f"{max(inputs.values()) / steps_per_s:.2f}"]
+            size = cfg.batch_size
+            cells = [label, str(cfg.patch_size), str(size)] + [f"{inputs[n] * size:.1f}" for n in workers]
+            cells += [f"{steps_per_s:.2f}", f"{steps_per_s * size:.1f}", f"{max(inputs.values()) / steps_per_s:.2f}"]
             lines.append("| " + " | ".join(cells) + " |")
             keras.backend.clear_session()
     note = (f"Keras backend {keras.backend.backend()}, {os.cpu_count()} CPUs, {steps} timed steps, data: {source}. "
@@ -172,7 +175,7 @@ def main(argv=None):
     parser.add_argument("--data", help="folder (or list file) of training images; default: generated images")
     parser.add_argument("--images", type=int, default=8, help="how many images to generate without --data")
     parser.add_argument("--steps", type=int, default=20, help="timed batches and train steps per model")
-    parser.add_argument("--batch", type=int, default=16, help="batch size")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: each spec's own, else 16)")
     parser.add_argument("--workers", default="1,2", help="comma-separated numbers of parallel generator workers (tf.data)")
     args = parser.parse_args(argv)
     workers = [int(n) for n in args.workers.split(",")]
