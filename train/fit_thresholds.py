@@ -9,7 +9,10 @@ With ``--budget B`` the thresholds instead minimise the squared error of the rou
 training images while the exits cost at most B x the deepest exit (``budget_thresholds``): every
 patch is run through every exit once, and each patch is charged the error of the pixels it owns in
 the blended image. Equal shares fix the compute and let quality fall where it may; a budget fixes
-the compute saving and keeps as much quality as the defocus ordering allows.
+the compute saving and keeps as much quality as the defocus ordering allows. The printed
+trade-off table ends with "oracle" rows: exits picked per patch knowing its errors, the bound that
+no routing signal can beat, so the gap between a budget row and its oracle row is what a better
+signal than defocus could still win.
 
     python -m train.fit_thresholds --model runs/daqe/best.keras --train_data train/lists/train.txt \\
         --data_root ../shared/datasets --out runs/daqe/best_refit.keras [--qualities 10,20,30,40] \\
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daqe_tf.defocus.clusters import assign_clusters, budget_thresholds, fit_thresholds
+from daqe_tf.defocus.clusters import assign_clusters, budget_thresholds, fit_thresholds, oracle_exits
 
 
 def _routing_view(model, image: np.ndarray, quality: int):
@@ -89,10 +92,12 @@ def budget_refit(model, images: list[np.ndarray], qualities, budget: float) -> l
             options.append((f"budget {b:.2f}", thresholds if b == budget else budget_thresholds(defocus, errors, costs, b)))
         except ValueError:
             continue
-    for name, chosen in options:
-        exits = assign_clusters(defocus, chosen)
+    rows = [(name, np.round(chosen, 4).tolist(), assign_clusters(defocus, chosen)) for name, chosen in options]
+    # The bound: exits picked per patch knowing its errors (what a perfect routing signal would reach).
+    rows += [(f"oracle {b:.2f}", "per patch", oracle_exits(errors, costs, b)) for b in sorted({0.6, 0.7, budget})]
+    for name, chosen, exits in rows:
         ratio = errors[np.arange(len(exits)), exits].sum() / errors[:, -1].sum()
-        print(f"| {name} | {np.round(chosen, 4).tolist()} | {np.bincount(exits, minlength=model.num_exits).tolist()} | "
+        print(f"| {name} | {chosen} | {np.bincount(exits, minlength=model.num_exits).tolist()} | "
               f"{np.mean(np.take(costs, exits)) / costs[-1]:.3f} | {10 * np.log10(ratio):+.3f} |")
     return thresholds
 

@@ -65,6 +65,35 @@ def budget_thresholds(patch_defocus, exit_errors, exit_costs, budget: float, gri
         raise ValueError(f"no thresholds meet a budget of {budget:.2f} x the deepest exit's cost")
     return [float(t) for t in best]
 
+def oracle_exits(exit_errors, exit_costs, budget: float) -> np.ndarray:
+    """Each patch's exit chosen knowing its errors: the least total error within the budget.
+
+    Not a router (inference does not know the errors): the bound on what any routing signal
+    could reach, to compare with routing by defocus. Solved by Lagrangian relaxation: patch i
+    takes argmin_k errors[i, k] + lam * costs[k], with the smallest lam >= 0 whose mean cost is
+    at most ``budget`` x ``exit_costs[-1]``; each such choice is optimal for the cost it spends.
+    Raises ValueError when not even every patch through the cheapest exit meets the budget.
+    """
+    errors = np.asarray(exit_errors, np.float64)
+    costs = np.asarray(exit_costs, np.float64).reshape(-1)
+    limit = budget * costs[-1] + 1e-9
+    if costs.min() > limit:
+        raise ValueError(f"no routing meets a budget of {budget:.2f} x the deepest exit's cost")
+
+    def pick(lam: float) -> np.ndarray:
+        return np.argmin(errors + lam * costs[None, :], axis=1).astype(np.int32)
+
+    if costs[pick(0.0)].mean() <= limit:
+        return pick(0.0)
+    low, high = 0.0, 1.0
+    while costs[pick(high)].mean() > limit:
+        high *= 2.0
+    for _ in range(100):
+        middle = 0.5 * (low + high)
+        low, high = (low, middle) if costs[pick(middle)].mean() <= limit else (middle, high)
+    return pick(high)
+
+
 def assign_clusters(patch_defocus, thresholds) -> np.ndarray:
     """Cluster id per value: N - 1 minus the number of thresholds the value exceeds (ties go sharp).
 
