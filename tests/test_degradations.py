@@ -87,3 +87,20 @@ def test_sampler_batches_carry_gray_pairs():
     inputs, target = PairSampler(images, 32, 3, DegradationConfig(grayscale_prob=1.0), seed=1).batch(0)
     for array in (inputs["image"], target, inputs["qmap"]):
         np.testing.assert_array_equal(array[..., 0], array[..., -1])
+
+
+def test_subsampling_weights_from_the_flag():
+    from train.degradations import parse_subsampling_probs
+
+    assert parse_subsampling_probs("4:2:0=0.7,4:4:4=0.2,4:2:2=0.1") == DegradationConfig().subsampling_probs
+    assert parse_subsampling_probs("4:4:4=1") == {"4:4:4": 1.0}
+    for bad in ("4:1:1=1", "4:2:0", "4:2:0=-1", "4:2:0=0", "4:2:0=x"):
+        with pytest.raises(ValueError):
+            parse_subsampling_probs(bad)
+    rng = np.random.default_rng(0)
+    only_444 = DegradationConfig(subsampling_probs=parse_subsampling_probs("4:4:4=1"), double_jpeg_prob=0, custom_table_prob=0)
+    for seed in range(3):
+        _, qmap, _ = degrade(rng, natural_image(32, 32, 3, seed=seed), only_444)
+        chroma = qmap[..., 1]
+        assert np.array_equal(chroma[:, :8], chroma[:, 8:16])  # chroma steps repeat every 8 px: 4:4:4
+        assert not np.array_equal(chroma[:, 0::2], chroma[:, 1::2])  # 4:2:0 / 4:2:2 would pair columns

@@ -38,6 +38,25 @@ class DegradationConfig:
         return dataclasses.asdict(self)
 
 
+SUBSAMPLINGS = ("4:2:0", "4:4:4", "4:2:2")
+
+
+def parse_subsampling_probs(text: str) -> dict:
+    """``"4:2:0=0.7,4:4:4=0.2,4:2:2=0.1"`` -> weights per chroma subsampling (normalised when drawn)."""
+    probs = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        if name not in SUBSAMPLINGS or not value:
+            raise ValueError(f"subsampling weights are NAME=WEIGHT with NAME in {SUBSAMPLINGS}, got {item!r}")
+        weight = float(value)
+        if not weight >= 0:
+            raise ValueError(f"subsampling weight of {name} must be >= 0, got {value}")
+        probs[name] = weight
+    if not sum(probs.values()) > 0:
+        raise ValueError(f"subsampling weights need a positive total, got {text!r}")
+    return probs
+
+
 def sample_quality(rng: np.random.Generator, cfg: DegradationConfig) -> int:
     u = rng.random() ** (1.0 / (1.0 - cfg.quality_low_bias))
     return int(round(cfg.quality_min + (cfg.quality_max - cfg.quality_min) * u))

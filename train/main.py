@@ -27,7 +27,7 @@ import json
 from absl import app, flags
 
 from train.config import TrainConfig
-from train.degradations import DegradationConfig
+from train.degradations import DegradationConfig, parse_subsampling_probs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "Run folder: config, log, checkpoints, .keras outputs.", required=True)
@@ -59,6 +59,8 @@ flags.DEFINE_integer("quality_max", 90, "Highest training JPEG quality.")
 flags.DEFINE_float("quality_low_bias", 0.5, "0 = uniform QF; towards 1 = mostly low QF.")
 flags.DEFINE_float("double_jpeg_prob", 0.1, "Probability of a double JPEG with a shifted grid.")
 flags.DEFINE_float("custom_table_prob", 0.1, "Probability of random (non-standard) quantization tables.")
+flags.DEFINE_string("subsampling_probs", "4:2:0=0.7,4:4:4=0.2,4:2:2=0.1",
+                    "Colour models: weight of each chroma subsampling of the training JPEGs.")
 flags.DEFINE_float("grayscale_prob", 0.0, "Colour models: probability of a gray pair (Y in all channels, as a gray JPEG is enhanced).")
 flags.DEFINE_integer("seed", 0, "Data seed.")
 flags.DEFINE_integer("log_every", 50, "Steps between log lines.")
@@ -117,6 +119,7 @@ def config_from_flags() -> TrainConfig:
             double_jpeg_prob=FLAGS.double_jpeg_prob,
             custom_table_prob=FLAGS.custom_table_prob,
             grayscale_prob=FLAGS.grayscale_prob,
+            subsampling_probs=parse_subsampling_probs(FLAGS.subsampling_probs),
         ),
     )
 
