@@ -71,3 +71,17 @@ def join_segments(segments, rest=b"") -> bytes:
     for marker, payload in segments:
         out += bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
     return bytes(out) + rest
+
+
+def markdown_table(lines, header_start: str) -> list[list[str]]:
+    """Cells of the body rows of the first Markdown table in ``lines`` whose header starts with
+    ``header_start`` (escaped pipes stay inside their cell), for tests of benchmark output."""
+    import re
+
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]])
+    return rows

@@ -1,24 +1,11 @@
 """benchmarks.daqe_eval on tiny models and generated images: every mode, its compute and the target table."""
-import re
-
 import keras
 import numpy as np
 
 from benchmarks import daqe_eval
 from daqe_tf.models import build_model
-from tests.helpers import tiny_model, write_image_folder
+from tests.helpers import markdown_table, tiny_model, write_image_folder
 from tests.test_routing import TINY
-
-
-def _table(lines, header_start):
-    """Rows (lists of cells) of the Markdown table whose header begins with ``header_start``."""
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
-    return rows
 
 
 def test_daqe_eval_scores_every_mode_and_checks_the_targets(tmp_path, capsys):
@@ -36,20 +23,20 @@ def test_daqe_eval_scores_every_mode_and_checks_the_targets(tmp_path, capsys):
     assert daqe_eval.main(["--color", *map(str, paths), "--data", str(data), "--qualities", "10,40", "--all_exits"]) == 0
     lines = capsys.readouterr().out.splitlines()
 
-    quality = _table(lines, "| set | model | mode | QF10")
+    quality = markdown_table(lines, "| set | model | mode | QF10")
     modes = [(row[1].split()[0], row[2]) for row in quality]
     assert modes == [("JPEG", ""), ("daqe.keras", "dynamic"), ("daqe.keras", "exit 0"), ("daqe.keras", "exit 1"),
                      ("daqe.keras", "exit 2"), ("core.keras", "exit 0"), ("core.keras", "exit 1"), ("core.keras", "exit 2")]
     psnr = {(row[1].split()[0], row[2]): [float(cell.split("\\")[0]) for cell in row[3:]] for row in quality}
 
     after = next(i for i, line in enumerate(lines) if line.startswith("kMACs"))
-    compute = _table(lines[after:], "| set | model | mode")
+    compute = markdown_table(lines[after:], "| set | model | mode")
     macs = {(row[1].split()[0], row[2]): [float(c) for c in row[3:]] for row in compute}
     for name in ("daqe.keras", "core.keras"):  # deeper exits cost more, on the same plan
         assert macs[(name, "exit 0")][0] < macs[(name, "exit 1")][0] < macs[(name, "exit 2")][0]
     assert macs[("daqe.keras", "exit 0")][0] < macs[("daqe.keras", "dynamic")][0]  # routing adds the defocus head
 
-    targets = _table(lines, "| set | model | QF | PSNR dynamic")
+    targets = markdown_table(lines, "| set | model | QF | PSNR dynamic")
     assert [row[2] for row in targets] == ["10", "40"]
     for row, column in zip(targets, (0, 1)):
         delta = float(row[3])

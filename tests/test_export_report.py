@@ -6,17 +6,7 @@ from PIL import Image
 
 from benchmarks import export_report
 from tests.export_cases import build_case, representative_images
-from tests.helpers import natural_image
-
-
-def _rows(lines, header_start):
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split("|")])
-    return rows
+from tests.helpers import markdown_table, natural_image
 
 
 def test_export_report_prints_quality_and_latency(tmp_path, capsys):
@@ -32,7 +22,7 @@ def test_export_report_prints_quality_and_latency(tmp_path, capsys):
     assert status == 0
     lines = capsys.readouterr().out.splitlines()
 
-    quality = {row[0]: row for row in _rows(lines, "| runtime |")}
+    quality = {row[0]: row for row in markdown_table(lines, "| runtime |")}
     assert set(quality) == {"JPEG", "Keras", "LiteRT float32", "LiteRT float16", "LiteRT int8"}
     sizes = {v: float(quality[f"LiteRT {v}"][1]) for v in ("float32", "float16", "int8")}
     assert sizes["float16"] < sizes["float32"] and sizes["int8"] < sizes["float32"]  # (tiny: int8 scales outweigh its bytes)
@@ -40,7 +30,7 @@ def test_export_report_prints_quality_and_latency(tmp_path, capsys):
         assert abs(float(quality["LiteRT float32"][column])) <= 0.01
         assert float(quality["LiteRT float32"][column + 1]) >= 45.0
 
-    latency = _rows(lines, "| variant | signature |")
+    latency = markdown_table(lines, "| variant | signature |")
     signatures = {"exit_0", "exit_1", "defocus", "tile_64"}
     assert {(row[0], row[1]) for row in latency} == {(v, s) for v in sizes for s in signatures}
     assert all(float(row[2]) > 0 and float(row[3]) > 0 for row in latency)
