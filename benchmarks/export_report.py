@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def quality_table(keras_model, litert: dict, files: list[Path], exit_index: int | None) -> dict:
-    """Mean PSNR per (runtime, QF) over ``files``: "jpeg", "keras" and each variant."""
+    """Mean PSNR per (runtime, QF) over ``files`` ("jpeg", "keras", each variant), and per
+    (variant, QF, "vs keras") the PSNR between its and the Keras pipeline's output on the worst image."""
     grayscale = keras_model.image_channels == 1
     scores: dict = {}
     on = "y" if grayscale else "rgb"

@@ -130,8 +130,8 @@ def test_budget_thresholds_keep_quality_where_routing_costs_least():
 
 
 def test_oracle_exits_meet_the_budget_and_bound_any_routing():
-    """Per-patch exits from known errors: within the budget, optimal on a brute-forced instance,
-    never worse than routing by defocus thresholds at the same budget."""
+    """Per-patch exits from known errors: within the budget, optimal (brute force) for the cost they
+    spend, never worse than routing by defocus thresholds at the same budget."""
     import itertools
 
     from daqe_tf.defocus.clusters import budget_thresholds, oracle_exits
@@ -141,14 +141,11 @@ def test_oracle_exits_meet_the_budget_and_bound_any_routing():
     errors = np.sort(rng.uniform(0, 10, (7, 3)), axis=1)[:, ::-1]  # deeper exits err less
     exits = oracle_exits(errors, costs, budget=0.6)
     assert costs[exits].mean() <= 0.6 * costs[-1] + 1e-9
-    best = min(errors[np.arange(7), list(c)].sum() for c in itertools.product(range(3), repeat=7)
-               if costs[list(c)].mean() <= 0.6 * costs[-1] + 1e-9)
     spent = costs[exits].mean()
     # Lagrangian choices are optimal for the cost they spend: no assignment as cheap errs less.
     assert errors[np.arange(7), exits].sum() <= min(
         errors[np.arange(7), list(c)].sum() for c in itertools.product(range(3), repeat=7)
         if costs[list(c)].mean() <= spent + 1e-9) + 1e-9
-    assert errors[np.arange(7), exits].sum() >= best - 1e-9
 
     defocus = rng.uniform(0, 1, 60)
     many = np.sort(rng.uniform(0, 10, (60, 3)), axis=1)[:, ::-1]
