@@ -82,6 +82,44 @@ def test_train_writes_artefacts_and_resumes(tmp_path, image_folder):
     assert json.loads((run_dir / "checkpoint" / "state.json").read_text())["batch_index"] == 6
 
 
+def test_init_weights_starts_from_a_model_file_and_snapshots_are_saved(tmp_path, image_folder):
+    import dataclasses
+
+    import keras
+
+    from daqe_tf.inference.models import ModelFileError
+    from train.loop import Trainer, weights_digest
+
+    first = tmp_path / "first"
+    Trainer(_config(first, image_folder, steps=2)).run()
+    source = keras.models.load_model(first / "final.keras", safe_mode=True)
+
+    cfg = dataclasses.replace(_config(tmp_path / "longer", image_folder, steps=4), snapshot_every=2,
+                              init_weights=str(first / "final.keras"))
+    trainer = Trainer(cfg)
+    assert trainer.step == 0  # a fresh optimizer and schedule, not a resumed run
+    assert weights_digest(trainer.model) == weights_digest(source)
+    trainer.run()
+    records = [json.loads(line) for line in (tmp_path / "longer" / "log.jsonl").read_text().splitlines()]
+    assert next(r for r in records if r["kind"] == "init")["weights_sha256"] == weights_digest(source)
+    snapshots = [r for r in records if r["kind"] == "snapshot"]
+    assert [r["step"] for r in snapshots] == [2, 4] and snapshots[0]["train_seconds"] > 0
+    for record in snapshots:
+        model = keras.models.load_model(tmp_path / "longer" / record["path"], safe_mode=True)
+        assert type(model).__name__ == "QGAUNet"
+    assert not list((tmp_path / "longer" / "snapshots").glob(".*"))  # no temporary files left
+
+    # Another architecture, a .tflite path or a missing file: a clear error before any step.
+    other = dataclasses.replace(cfg, run_dir=str(tmp_path / "other"), snapshot_every=0,
+                                model_config={**TINY_MODEL_CONFIG, "widths": [8, 12, 16, 24]})
+    with pytest.raises(ValueError, match="--model_config"):
+        Trainer(other)
+    with pytest.raises(ValueError, match=".keras file"):
+        Trainer(dataclasses.replace(cfg, run_dir=str(tmp_path / "t"), init_weights=str(tmp_path / "m.tflite")))
+    with pytest.raises(ModelFileError, match="not found"):
+        Trainer(dataclasses.replace(cfg, run_dir=str(tmp_path / "m"), init_weights=str(tmp_path / "none.keras")))
+
+
 def test_grayscale_training_step(tmp_path, image_folder):
     from train.loop import Trainer
 

@@ -43,6 +43,8 @@ class TrainConfig:
     eval_crop: int = 256
     eval_images: int = 10
     time_limit_minutes: float = 0.0
+    snapshot_every: int = 0  # steps between snapshots/step_NNNNNN.keras (EMA weights) for learning curves; 0 = none
+    init_weights: str | None = None  # a .keras file of the same architecture to start from (fresh optimizer)
     strategy: str = "auto"  # auto | mirrored | multiworker (train.loop.make_strategy)
     mixed_precision: bool = False  # mixed_float16 compute; saved .keras models stay float32
     degradation: DegradationConfig = dataclasses.field(default_factory=DegradationConfig)

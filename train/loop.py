@@ -200,6 +200,8 @@ class Trainer:
         if cfg.family == "daqe":
             self._prepare_defocus_labels()
         found = checkpoint.latest(self.run_dir) if resume else None
+        if found is None and cfg.init_weights:
+            self._load_initial_weights(cfg.init_weights)
         if found is not None:
             self.state = {**self.state, **checkpoint.restore(found, self.model, self.optimizer, self.discriminator)}
             changed = self._config_changes() if self.is_chief else {}
@@ -211,6 +213,28 @@ class Trainer:
         self._check_workers_agree()
         if self.is_chief:
             cfg.save(self.run_dir / "config.json")
+
+    def _load_initial_weights(self, path):
+        """Start from the weights of a ``.keras`` file of the same architecture (the optimizer starts fresh).
+
+        Config values that are not weights (DAQE thresholds) come from ``model_config``, so a run
+        from shipped weights passes the shipped file's architecture there (its ``.config.json``)."""
+        from daqe_tf.inference.models import load_model
+
+        if Path(path).suffix != ".keras":
+            raise ValueError(f"--init_weights {path}: expected a .keras file (a .tflite file holds no trainable weights)")
+        source = load_model(path)  # ModelFileError names a missing or unreadable file
+        ours = [tuple(v.shape) for v in self.model.weights]
+        theirs = [tuple(v.shape) for v in source.weights]
+        if type(source).__name__ != type(self.model).__name__ or ours != theirs:
+            raise ValueError(
+                f"--init_weights {path} holds a {type(source).__name__} with {len(theirs)} weight arrays; this run "
+                f"builds a {type(self.model).__name__} with {len(ours)}"
+                + ("" if len(ours) != len(theirs) else " of other shapes")
+                + ": pass the file's own --family, --grayscale and --model_config")
+        self.model.set_weights(source.get_weights())
+        digest = weights_digest(self.model)
+        self.log(f"initial weights from {path} (sha256 {digest})", kind="init", path=str(path), weights_sha256=digest)
 
     def _check_workers_agree(self):
         """Fail clearly when workers resumed from different steps (a run folder not shared by all workers)."""
@@ -486,9 +510,11 @@ class Trainer:
                 with global_dtype_policy("float32"):
                     model = build_model(self.cfg.family, self.cfg.image_channels, **self.cfg.model_config)
                 model.set_weights(self.model.get_weights())
-            tmp = self.run_dir / f".{name}.tmp.keras"
+            target = self.run_dir / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp.keras")
             model.save(tmp)
-            os.replace(tmp, self.run_dir / name)
+            os.replace(tmp, target)
         finally:
             self.swap_ema()
 
@@ -527,7 +553,7 @@ class Trainer:
         The bookkeeping every backend shares lives here: the ``train`` log record (mean
         per-exit and extra terms since the last one, learning rate, elapsed time) every
         ``log_every`` steps, validation every ``eval_every`` steps with ``best.keras`` on a new
-        best, a checkpoint every ``checkpoint_every`` steps and at the end, ``final.keras`` and
+        best, ``snapshots/step_NNNNNN.keras`` every ``snapshot_every`` steps, a checkpoint every ``checkpoint_every`` steps and at the end, ``final.keras`` and
         the ``final`` record with the weights digest. Only the chief validates and writes; every
         worker takes the same steps and leaves together when any worker's step reports a stop.
         A step the optimizer did not count (the loss scaler skipped it) is taken again.
@@ -561,10 +587,16 @@ class Trainer:
                 losses = []
             validate = pairs and (step % cfg.eval_every == 0 or last)
             save = self.is_chief and (step % cfg.checkpoint_every == 0 or last)
-            if validate or save:
+            snapshot = self.is_chief and cfg.snapshot_every and step % cfg.snapshot_every == 0
+            if validate or save or snapshot:
                 self._sync_weights()
             if validate:
                 self._log_validation(step, pairs, elapsed)
+            if snapshot:
+                name = f"snapshots/step_{step:06d}.keras"
+                self.save_model(name)
+                self.log(f"snapshot {name} at {elapsed / 3600:.3f} h", kind="snapshot", step=step, path=name,
+                         train_seconds=elapsed)
             if save:
                 self.state["train_seconds"] = elapsed
                 checkpoint.save(self.run_dir, self.model, self.optimizer, self.state, self.discriminator)

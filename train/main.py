@@ -66,6 +66,9 @@ flags.DEFINE_integer("seed", 0, "Data seed.")
 flags.DEFINE_integer("log_every", 50, "Steps between log lines.")
 flags.DEFINE_integer("checkpoint_every", 250, "Steps between checkpoints.")
 flags.DEFINE_integer("eval_every", 1000, "Steps between validations.")
+flags.DEFINE_integer("snapshot_every", 0, "Steps between snapshots/step_NNNNNN.keras files (EMA weights) for learning curves; 0 = none.")
+flags.DEFINE_string("init_weights", None, "A .keras file with the same --family/--model_config to start from (fine-tuning "
+                    "or a longer run from shipped weights): its weights, a fresh optimizer and schedule. Ignored on resume.")
 flags.DEFINE_float("time_limit_minutes", 0, "Stop (with a checkpoint) after this long; 0 = no limit.")
 flags.DEFINE_enum("strategy", "auto", ["auto", "mirrored", "multiworker"],
                   "tf.distribute strategy: auto (several GPUs -> mirrored, else one device), mirrored, "
@@ -110,6 +113,8 @@ def config_from_flags() -> TrainConfig:
         checkpoint_every=FLAGS.checkpoint_every,
         eval_every=FLAGS.eval_every,
         time_limit_minutes=FLAGS.time_limit_minutes,
+        snapshot_every=FLAGS.snapshot_every,
+        init_weights=FLAGS.init_weights,
         strategy=FLAGS.strategy,
         mixed_precision=FLAGS.mixed_precision,
         degradation=DegradationConfig(
