@@ -553,8 +553,8 @@ class Trainer:
         The bookkeeping every backend shares lives here: the ``train`` log record (mean
         per-exit and extra terms since the last one, learning rate, elapsed time) every
         ``log_every`` steps, validation every ``eval_every`` steps with ``best.keras`` on a new
-        best, ``snapshots/step_NNNNNN.keras`` every ``snapshot_every`` steps, a checkpoint every ``checkpoint_every`` steps and at the end, ``final.keras`` and
-        the ``final`` record with the weights digest. Only the chief validates and writes; every
+        best, ``snapshots/step_NNNNNN.keras`` every ``snapshot_every`` steps, a checkpoint every
+        ``checkpoint_every`` steps and at the end, ``final.keras`` and the ``final`` record with the weights digest. Only the chief validates and writes; every
         worker takes the same steps and leaves together when any worker's step reports a stop.
         A step the optimizer did not count (the loss scaler skipped it) is taken again.
 
