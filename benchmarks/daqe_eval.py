@@ -75,10 +75,11 @@ class ComputeMeter:
         return total
 
 
-def score(model, mode: str, folder: Path, space: str, grayscale: bool, qualities, max_images: int):
+def score(model, mode: str, folder: Path, space: str, grayscale: bool, qualities, max_images: int, earlier_jpeg=None):
     """(metrics per QF, {QF: {"macs", "pixels", "exits"}}) of one model in one mode on one set.
 
     ``mode``: "dynamic" (DAQE exits by predicted defocus) or "exit k" (every patch or tile through exit k).
+    ``earlier_jpeg``: double compression, as in :func:`daqe_tf.evaluation.evaluate_folder`.
     """
     meter = ComputeMeter(model)
     usage = defaultdict(lambda: {"macs": 0, "pixels": 0, "exits": np.zeros(model.num_exits, np.int64)})
@@ -96,7 +97,8 @@ def score(model, mode: str, folder: Path, space: str, grayscale: bool, qualities
         entry["pixels"] += height * width
         return result.pixels
 
-    metrics = evaluate_folder(folder, qualities, enhance_fn, on=space, grayscale=grayscale, progress=False, max_images=max_images)
+    metrics = evaluate_folder(folder, qualities, enhance_fn, on=space, grayscale=grayscale, progress=False,
+                              max_images=max_images, earlier_jpeg=earlier_jpeg)
     return metrics, dict(usage)
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from daqe_tf.io import list_image_files
-from daqe_tf.jpeg.simulate import compress
+from daqe_tf.jpeg.simulate import compress, earlier_jpeg_crop
 from daqe_tf.metrics import Metrics, evaluate_pair, rgb_to_y_uint8
 
 EnhanceFn = Callable[[np.ndarray, bytes], np.ndarray]
@@ -52,12 +52,16 @@ def evaluate_folder(
     grayscale: bool | None = None,
     progress: bool = True,
     max_images: int = 0,
+    earlier_jpeg: tuple[int, tuple[int, int]] | None = None,
 ) -> dict[int, Metrics]:
     """Mean metrics over the images of ``folder`` for each JPEG quality factor.
 
     Without ``enhance_fn`` the decoded JPEG itself is scored (the JPEG baseline). ``on`` and
     ``grayscale`` are as in :func:`daqe_tf.metrics.evaluate_pair` and :func:`load_image`.
     ``max_images``: score only the first N images (0 = all), for quick checks.
+    ``earlier_jpeg=(first_quality, (dy, dx))``: double compression; each image is first a crop at
+    that offset of a JPEG at ``first_quality`` (:func:`earlier_jpeg_crop`), and ``qualities`` are
+    the last compression's. Scores are against the original, never the first JPEG.
     """
     qualities = list(qualities)
     files = list_image_files(folder)[: max_images or None]
@@ -65,8 +69,9 @@ def evaluate_folder(
     with tqdm(total=len(files) * len(qualities), desc=Path(folder).name, disable=not progress) as bar:
         for path in files:
             reference = load_image(path, grayscale)
+            source = reference if earlier_jpeg is None else earlier_jpeg_crop(reference, *earlier_jpeg)
             for quality in qualities:
-                jpeg = compress(reference, quality)  # Pillow's tables for QF, 4:2:0
+                jpeg = compress(source, quality)  # Pillow's tables for QF, 4:2:0
                 decoded, jpeg_bytes = jpeg.decoded, jpeg.data
                 output = decoded
                 if enhance_fn is not None:

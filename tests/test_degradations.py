@@ -4,6 +4,7 @@ import pytest
 
 from daqe_tf.inference.pipeline import JpegEvidence, window_qmaps
 from daqe_tf.jpeg.qmap import qmap_from_tables
+from daqe_tf.jpeg import simulate
 from daqe_tf.jpeg.simulate import compress
 from daqe_tf.jpeg.tables import tables_for_quality
 from daqe_tf.metrics import rgb_to_y_uint8
@@ -30,6 +31,7 @@ def test_double_jpeg_recompresses_a_crop_of_an_earlier_jpeg(monkeypatch):
         return result
 
     monkeypatch.setattr(degradations, "compress", spy)
+    monkeypatch.setattr(simulate, "compress", spy)  # the earlier JPEG (daqe_tf.jpeg.simulate.earlier_jpeg_crop)
     image = natural_image(64, 64, channels=1, seed=3)
     cfg = DegradationConfig(quality_min=10, quality_max=10, double_jpeg_prob=1.0, custom_table_prob=0.0)
     rng = np.random.default_rng(0)

@@ -130,3 +130,19 @@ def test_evaluate_folder_enhancer_sees_decoded_jpeg(tmp_path):
     assert baseline[50].psnr > baseline[10].psnr
     gray = evaluate_folder(tmp_path, [10], grayscale=True, progress=False)
     assert set(gray) == {10}
+
+
+def test_evaluate_folder_double_jpeg_scores_the_second_compression_against_the_original(tmp_path):
+    from daqe_tf.jpeg.simulate import compress, earlier_jpeg_crop
+
+    reference = _scene(40, 48, 3, seed=5)
+    Image.fromarray(reference).save(tmp_path / "im.png")
+    seen = []
+    double = evaluate_folder(tmp_path, [30], lambda d, b: seen.append(d) or d, progress=False, earlier_jpeg=(10, (4, 3)))
+    expected = compress(earlier_jpeg_crop(reference, 10, (4, 3)), 30).decoded
+    np.testing.assert_array_equal(seen[0], expected)  # the enhancer gets the last JPEG of the two
+    assert double[30] == evaluate_pair(reference, expected)  # scored against the original
+    single = evaluate_folder(tmp_path, [30], progress=False)
+    assert double[30].psnr < single[30].psnr - 1  # the earlier QF10 JPEG's loss stays in the image
+    with pytest.raises(ValueError, match="offset"):
+        earlier_jpeg_crop(reference, 10, (8, 0))

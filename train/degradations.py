@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 
 from daqe_tf.jpeg.qmap import qmap_from_tables
-from daqe_tf.jpeg.simulate import compress
+from daqe_tf.jpeg.simulate import compress, earlier_jpeg_crop
 from daqe_tf.jpeg.tables import STD_CHROMA_TABLE, STD_LUMA_TABLE, scale_table
 from daqe_tf.metrics import rgb_to_y_uint8
 
@@ -90,9 +90,7 @@ def degrade(rng: np.random.Generator, image: np.ndarray, cfg: DegradationConfig)
     if rng.random() < cfg.double_jpeg_prob:
         dy, dx = (int(v) for v in rng.integers(0, 8, size=2))
         first_quality = sample_quality(rng, cfg)
-        # Reflect-pad above and left so the earlier JPEG covers the whole crop, then cut the crop out.
-        padded = np.pad(image, ((dy, 0), (dx, 0)) + ((0, 0),) * (image.ndim - 2), mode="reflect")
-        image = np.ascontiguousarray(compress(padded, first_quality, subsampling=subsampling).decoded[dy:, dx:])
+        image = earlier_jpeg_crop(image, first_quality, (dy, dx), subsampling=subsampling)
     if rng.random() < cfg.custom_table_prob:
         result = compress(image, tables=random_custom_tables(rng, quality, grayscale), subsampling=subsampling)
     else:

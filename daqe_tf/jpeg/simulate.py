@@ -75,3 +75,19 @@ def compress(
         subsampling=subsampling,
         data=data,
     )
+
+
+def earlier_jpeg_crop(image: np.ndarray, quality: int, offset: tuple[int, int], *, subsampling: str = "4:2:0") -> np.ndarray:
+    """``image`` as it looks when cut, at ``offset`` = (dy, dx) in 0..7 px, out of an earlier JPEG.
+
+    Why: a re-saved photo was compressed on a grid that need not be the last one (a crop or an
+    edit moved it). The image is reflect-padded above and left by the offset so the earlier JPEG
+    at ``quality`` covers every pixel, then the crop is cut back out; compressing the result again
+    gives a double JPEG whose first grid is shifted by the offset. Offset (0, 0) is aligned.
+    """
+    dy, dx = (int(v) for v in offset)
+    if not (0 <= dy < 8 and 0 <= dx < 8):
+        raise ValueError(f"offset must be in 0..7 px, got {offset}")
+    image = np.asarray(image)
+    padded = np.pad(image, ((dy, 0), (dx, 0)) + ((0, 0),) * (image.ndim - 2), mode="reflect")
+    return np.ascontiguousarray(compress(padded, quality, subsampling=subsampling).decoded[dy:, dx:])
