@@ -66,7 +66,8 @@ class DefocusHead(layers.Layer):
         self.head.build((batch, None, None, self.widths[-1]))
         super().build(input_shape)
 
-    def call(self, inputs):
+    def features(self, inputs):
+        """The last level's features, one ``widths[-1]`` vector per cell: what the 1x1 head reads."""
         image, qmap = _split(inputs)
         x = self.stem(pad_to_multiple(ops.concatenate([image, qmap], axis=-1), self.cell_size))
         for l, blocks in enumerate(self.levels):
@@ -74,7 +75,10 @@ class DefocusHead(layers.Layer):
                 x = self.down[l - 1](x)
             for block in blocks:
                 x = block(x)
-        return self.head(x)
+        return x
+
+    def call(self, inputs):
+        return self.head(self.features(inputs))
 
     def compute_output_shape(self, input_shape):
         image_shape, _ = _split(input_shape)
