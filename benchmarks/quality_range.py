@@ -96,14 +96,14 @@ def main(argv=None) -> int:
     if not set(modes) <= {"default", "deepest"}:
         parser.error(f"--modes takes default and/or deepest, got {args.modes!r}")
     data = Path(args.data or default_data_dir())
-    models = {False: (args.color, load_model(args.color)), True: (args.gray, load_model(args.gray))}
+    sets = [(name, space, grayscale) for name, space, grayscale in SETS if name in args.sets.split(",")]
+    paths = {False: args.color, True: args.gray}
+    models = {gray: (paths[gray], load_model(paths[gray])) for gray in {g for _, _, g in sets}}  # only those needed
 
     print("PSNR on RGB (colour) or Y (gray), dB; gain = model - JPEG; kMAC/px = mean multiply-accumulates per image pixel")
     print("| set | model | mode | case | JPEG PSNR | model PSNR | PSNR gain | PSNR-B gain | kMAC/px |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, space, grayscale in SETS:
-        if name not in args.sets.split(","):
-            continue
+    for name, space, grayscale in sets:
         path, model = models[grayscale]
         for label, mode, jpeg, out, macs in measure(model, modes, data / name, space, grayscale, case_list, args.max_images):
             print(f"| {name} | {Path(path).name} | {mode} | {label} | {jpeg.psnr:.2f} | {out.psnr:.2f} | "

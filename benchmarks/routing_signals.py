@@ -34,6 +34,7 @@ import numpy as np
 
 from benchmarks.daqe_eval import TILE
 from benchmarks.jpeg_baselines import default_data_dir
+from benchmarks.stats import spearman
 from daqe_tf.complexity import count_defocus_macs, count_macs
 from daqe_tf.defocus.clusters import assign_clusters, budget_thresholds, oracle_exits
 
@@ -94,11 +95,6 @@ def fit_readout(features: np.ndarray, errors: np.ndarray, ridge: float):
     a = design(features)
     weights = np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ target)
     return lambda x: design(x) @ weights
-
-
-def spearman(a, b) -> float:
-    rank = lambda v: np.argsort(np.argsort(v)).astype(np.float64)  # noqa: E731
-    return float(np.corrcoef(rank(np.asarray(a)), rank(np.asarray(b)))[0, 1])
 
 
 def route_quality(data: dict, exits: np.ndarray, exit_macs) -> dict:

@@ -39,15 +39,13 @@ def test_one_exit_everywhere_scores_as_the_real_blended_image():
     assert result[10][0] > 0.5  # the exits differ, so the check above is not 0 == 0
 
 
-def test_readout_learns_the_gain_and_spearman_ranks():
+def test_readout_learns_the_gain():
     rng = np.random.default_rng(0)
     features = rng.normal(size=(400, 5))
     gain = 0.5 + features[:, 2] - 0.3 * features[:, 4]
     errors = np.column_stack([np.exp(gain), np.ones(400), np.ones(400)])
     predict = routing_signals.fit_readout(features, errors, ridge=1e-3)
     np.testing.assert_allclose(predict(features), gain, atol=1e-3)
-    assert routing_signals.spearman([1, 2, 3, 4], [10, 20, 30, 45]) == 1.0
-    assert routing_signals.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
 
 
 def test_main_prints_every_signal_per_budget_and_qf(tmp_path, capsys):
