@@ -39,7 +39,7 @@ def test_quality_range_prints_every_case_with_its_gain_and_compute(tmp_path, cap
         jpeg, out, gain = float(r[4]), float(r[5]), float(r[6])
         assert abs(out - jpeg - gain) <= 0.011 and float(r[8]) > 0
     jpeg = {(r[0], r[3]): float(r[4]) for r in rows}
-    # The earlier QF30 JPEG costs the last QF10 one little; the earlier QF50 one caps the QF90 one.
+    # An earlier QF50 JPEG caps what the last, lighter QF90 one can keep.
     assert jpeg[("LIVE1_color", "QF50 then QF90, grid shift 0,0")] < jpeg[("LIVE1_color", "QF90")] - 1
     macs = {(r[0], r[2], r[3]): float(r[8]) for r in rows}
     assert macs[("Classic5", "default", "QF10")] == macs[("Classic5", "deepest", "QF10")]  # QGA U-Net: deepest by default
