@@ -6,14 +6,15 @@
 
 Why: routing by defocus keeps less of the deepest exit's quality than the exits allow
 (``train.fit_thresholds`` prints an oracle that beats all-deepest at 0.64 of its cost). This
-measures how much of that gap a better signal closes, before any of it is built into the model:
+measures how much of that gap each signal closes, on an evaluation set, next to that oracle:
 
 - every inference patch of the training images (the first ``--max_train_images``) and of one
   evaluation set, compressed at each QF, goes through every exit once; its squared error is that
-  of the pixels it owns in the blended image (``train.fit_thresholds.patch_exit_errors``);
-- signals per patch: the predicted defocus, and a ridge readout, fitted on the training patches,
-  of log(error exit 0 / error deepest) from the defocus head's last features (pooled over the
-  patch's cells), the predicted defocus and the QF (what the phone knows from the tables);
+  of the pixels it owns in the blended image (``train.fit_thresholds.calibration_patches``);
+- signals per patch: the predicted defocus, and the routing readout that ``train.fit_thresholds
+  --signal readout`` builds into a model (``RoutingReadout``: ridge regression, on the training
+  patches, of log(error deepest / error exit 0) on the defocus head's last features and the mean
+  luma Q-map, pooled over the patch's cells);
 - for each signal and budget, thresholds are fitted on the training patches
   (``clusters.budget_thresholds``) and applied to the evaluation patches; printed per QF: mean
   over images of PSNR routed - PSNR all-deepest, MACs saved against all-deepest (exits on the
@@ -41,60 +42,26 @@ from daqe_tf.defocus.clusters import assign_clusters, budget_thresholds, oracle_
 SIGNALS = ("defocus", "readout")
 
 
-def patch_features(model, image: np.ndarray, quality: int):
-    """(features (n, 2 + F), squared errors (n, N)) of every inference patch of ``image`` at ``quality``.
-
-    Features: predicted patch defocus, quality / 100, then the defocus head's last features
-    averaged over the cells the patch covers.
-    """
-    from daqe_tf.inference.pipeline import jpeg_evidence, window_qmaps
-    from daqe_tf.inference.routing import CELL, PATCH_OVERLAP
-    from daqe_tf.inference.tiling import plan_tiles
-    from daqe_tf.io import load_image
-    from daqe_tf.jpeg.simulate import compress
-    from train.fit_thresholds import patch_exit_errors
-
-    height, width = image.shape[:2]
-    jpeg = compress(image, quality)
-    qmap = window_qmaps(jpeg_evidence(load_image(jpeg.data)), model.image_channels)(height, width, (0, 0))
-    pixels = jpeg.decoded.reshape(1, height, width, -1).astype("float32") / 255.0
-    cells = np.asarray(model.defocus_head.features({"image": pixels, "qmap": qmap[None]}))[0]
-    patches = plan_tiles(height, width, model.patch_size, PATCH_OVERLAP, CELL)
-    pooled = np.array([cells[t.y0 // CELL : -(-t.y1 // CELL), t.x0 // CELL : -(-t.x1 // CELL)].mean(axis=(0, 1)) for t in patches])
-    defocus, errors = patch_exit_errors(model, image, quality)
-    return np.column_stack([defocus, np.full(len(patches), quality / 100.0), pooled]), errors
-
-
 def collect(model, images, qualities) -> dict:
-    """Every patch of ``images`` x ``qualities``: features, errors, and per patch its image, QF,
-    image sample count and the defocus head's MACs on that image."""
+    """Every patch of ``images`` x ``qualities`` (``train.fit_thresholds.calibration_patches``), and
+    per patch its image, QF and the defocus head's MACs on that image."""
     from daqe_tf.inference.routing import DEFOCUS_OVERLAP
     from daqe_tf.inference.tiling import plan_tiles
+    from train.fit_thresholds import calibration_patches
 
-    parts = {k: [] for k in ("X", "E", "image", "quality", "samples", "head_macs")}
+    parts = {k: [] for k in ("defocus", "readout_inputs", "errors", "image", "quality", "head_macs")}
     for index, image in enumerate(images):
         height, width = image.shape[:2]
         head = sum(count_defocus_macs(model, t.y1 - t.y0, t.x1 - t.x0) for t in plan_tiles(height, width, TILE, DEFOCUS_OVERLAP, 16))
         for quality in qualities:
-            features, errors = patch_features(model, image, quality)
-            n = len(errors)
-            parts["X"].append(features)
-            parts["E"].append(errors)
+            patches = calibration_patches(model, image, quality)
+            n = len(patches["errors"])
+            for key, value in patches.items():
+                parts[key].append(value)
             parts["image"].append(np.full(n, index))
             parts["quality"].append(np.full(n, quality))
-            parts["samples"].append(np.full(n, image.size))
             parts["head_macs"].append(np.full(n, head / n))  # spread over the image's patches
     return {k: np.concatenate(v) for k, v in parts.items()}
-
-
-def fit_readout(features: np.ndarray, errors: np.ndarray, ridge: float):
-    """Ridge regression of log(error exit 0 / error deepest) on standardised features -> predict(features)."""
-    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-9
-    design = lambda x: np.column_stack([(x - mean) / std, np.ones(len(x))])  # noqa: E731
-    target = np.log((errors[:, 0] + 1e-9) / (errors[:, -1] + 1e-9))
-    a = design(features)
-    weights = np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ target)
-    return lambda x: design(x) @ weights
 
 
 def route_quality(data: dict, exits: np.ndarray, exit_macs) -> dict:
@@ -103,7 +70,7 @@ def route_quality(data: dict, exits: np.ndarray, exit_macs) -> dict:
     Routed cost = exits on the patches + the defocus head; all-deepest = every patch through the last exit.
     """
     exit_macs = np.asarray(exit_macs, np.float64)
-    errors = data["E"]
+    errors = data["errors"]
     routed = errors[np.arange(len(exits)), exits]
     out = {}
     for quality in np.unique(data["quality"]):
@@ -119,32 +86,35 @@ def route_quality(data: dict, exits: np.ndarray, exit_macs) -> dict:
 
 
 def signal_values(signal: str, data: dict, readout) -> np.ndarray:
-    """Routing value per patch, higher = cheaper exit (defocus: as predicted; readout: minus the predicted gain)."""
+    """Routing value per patch, higher = cheaper exit: the predicted defocus, or the fitted readout."""
     if signal == "defocus":
-        return data["X"][:, 0]
-    return -readout(data["X"])
+        return data["defocus"]
+    weights, bias = readout
+    return data["readout_inputs"] @ weights + bias
 
 
 def run(model, train_images, eval_images, qualities, budgets, ridge: float) -> list[tuple]:
     """Rows (signal, budget, QF, delta dB, saved, patches per exit) and the Spearman of each signal."""
+    from daqe_tf.models.daqe import routing_readout_fit
+
     size = model.patch_size
     exit_macs = [count_macs(model, size, size, k) for k in range(model.num_exits)]
     train, held = collect(model, train_images, qualities), collect(model, eval_images, qualities)
-    readout = fit_readout(train["X"], train["E"], ridge)
-    gain = np.log((held["E"][:, 0] + 1e-9) / (held["E"][:, -1] + 1e-9))
+    readout = routing_readout_fit(train["readout_inputs"], train["errors"], ridge)
+    gain = np.log((held["errors"][:, 0] + 1e-9) / (held["errors"][:, -1] + 1e-9))
     rows, ranks = [], {}
     for signal in SIGNALS:
         ranks[signal] = spearman(-signal_values(signal, held, readout), gain)
-    one_below = np.full(len(held["E"]), model.num_exits - 2)
+    one_below = np.full(len(held["errors"]), model.num_exits - 2)
     for quality, (delta, saved, counts) in route_quality(held, one_below, exit_macs).items():
         rows.append((f"exit {model.num_exits - 2} alone", "-", quality, delta, saved, counts))
     for budget in budgets:
         for signal in SIGNALS:
-            thresholds = budget_thresholds(signal_values(signal, train, readout), train["E"], exit_macs, budget)
+            thresholds = budget_thresholds(signal_values(signal, train, readout), train["errors"], exit_macs, budget)
             exits = assign_clusters(signal_values(signal, held, readout), thresholds)
             for quality, (delta, saved, counts) in route_quality(held, exits, exit_macs).items():
                 rows.append((signal, f"{budget:.2f}", quality, delta, saved, counts))
-        oracle = oracle_exits(held["E"], exit_macs, budget)
+        oracle = oracle_exits(held["errors"], exit_macs, budget)
         for quality, (delta, saved, counts) in route_quality(held, oracle, exit_macs).items():
             rows.append(("oracle (knows the errors)", f"{budget:.2f}", quality, delta, saved, counts))
     return rows, ranks

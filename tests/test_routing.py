@@ -12,7 +12,8 @@ from daqe_tf.inference.routing import (
     defocus_image,
     exit_colours,
     exit_overlay,
-    patch_defocus,
+    patch_mean,
+    predict_cells,
     predict_defocus,
     route_patches,
     run_patches,
@@ -104,30 +105,33 @@ def test_routing_follows_thresholds_and_matches_the_forced_exit(gray_daqe, thres
     np.testing.assert_array_equal(routed.pixels, forced.pixels)
 
 
-def test_patch_defocus_is_the_mean_of_covered_cells_and_routes_by_cluster():
+def test_patch_mean_is_the_mean_of_covered_cells_and_routes_by_cluster():
     rng = np.random.default_rng(0)
     defocus = rng.uniform(0, 2, (5, 7)).astype(np.float32)  # a 72 x 100 image
     grid = [t for t in plan_tiles(72, 100, 32, 0) if t.y0 % 32 == 0 and t.x0 % 32 == 0 and t.y1 - t.y0 == 32]
     own = patch_defocus_from_map(defocus[None, ..., None], 2)[0]  # the model's own non-overlapping patch grid
     for t in grid:
-        assert patch_defocus(defocus, t) == pytest.approx(own[t.y0 // 32, t.x0 // 32], rel=1e-6)
+        assert patch_mean(defocus, t) == pytest.approx(own[t.y0 // 32, t.x0 // 32], rel=1e-6)
     edge = [t for t in plan_tiles(72, 100, 32, 0) if t.y1 == 72][0]  # rows 3..4, the last one partial
-    assert patch_defocus(defocus, edge) == pytest.approx(defocus[3:5, edge.x0 // 16 : edge.x1 // 16].mean(), rel=1e-6)
+    assert patch_mean(defocus, edge) == pytest.approx(defocus[3:5, edge.x0 // 16 : edge.x1 // 16].mean(), rel=1e-6)
     patches = plan_tiles(72, 100, 32, 0)
     thresholds = [0.8, 1.2]
-    expected = assign_clusters(np.array([patch_defocus(defocus, t) for t in patches]), thresholds)
+    expected = assign_clusters(np.array([patch_mean(defocus, t) for t in patches]), thresholds)
     np.testing.assert_array_equal(route_patches(defocus, patches, thresholds), expected)
+    stacked = np.stack([defocus, 2 * defocus], axis=-1)  # several maps at once: one mean per channel
+    np.testing.assert_allclose(patch_mean(stacked, edge), [patch_mean(defocus, edge), 2 * patch_mean(defocus, edge)], rtol=1e-6)
 
 
 class _PoolingHead(keras.Model):
-    """Stands in for a DAQE model: 'defocus' = mean pixel of each 16-px cell, so tiling must not change it."""
+    """Stands in for a DAQE model: cell maps = (mean, 2 x mean) pixel of each 16-px cell, so tiling must not change them."""
 
     image_channels, num_exits, patch_size, thresholds = 1, 1, 32, []
 
-    def defocus(self, inputs):
+    def cell_maps(self, inputs):
         from daqe_tf.layers.padding import pad_to_multiple
 
-        return keras.ops.average_pool(pad_to_multiple(inputs["image"], 16), 16, 16, padding="valid")
+        mean = keras.ops.average_pool(pad_to_multiple(inputs["image"], 16), 16, 16, padding="valid")
+        return keras.ops.concatenate([mean, 2 * mean], axis=-1)
 
 
 def test_defocus_windows_stitch_each_cell_from_the_window_owning_it():
@@ -138,6 +142,9 @@ def test_defocus_windows_stitch_each_cell_from_the_window_owning_it():
     tiled = predict_defocus(image, head, qmap_for, tile=128)
     assert whole.shape == (13, 10) and len(plan_tiles(200, 150, 128, 64)) > 1
     np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-6)
+    both = predict_cells(image, head, qmap_for, tile=128)
+    assert both.shape == (13, 10, 2)
+    np.testing.assert_allclose(both[..., 1], 2 * whole, rtol=1e-6)
     rows, cols = cell_owners(plan_tiles(200, 150, 128, 64), 200, 150)
     assert rows.tolist() == sorted(rows.tolist()) and rows.max() > 0 and cols.max() > 0
 

@@ -170,7 +170,7 @@ def test_fit_thresholds_refits_on_the_heads_predictions(tmp_path, image_folder):
 
     from daqe_tf.models import build_model
     from train.data import list_images, load_images
-    from train.fit_thresholds import main, predicted_patch_defocus
+    from train.fit_thresholds import main, patch_routing_values
 
     keras.utils.set_random_seed(1)
     model = build_model("daqe", 3, **TINY_DAQE)
@@ -181,7 +181,7 @@ def test_fit_thresholds_refits_on_the_heads_predictions(tmp_path, image_folder):
     refit = keras.models.load_model(tmp_path / "refit.keras", safe_mode=True)
     assert refit.thresholds != model.thresholds
     images = load_images(list_images(str(image_folder)), grayscale=False, min_size=16)
-    predicted = np.concatenate([predicted_patch_defocus(refit, image, q) for image in images for q in (10, 40)])
+    predicted = np.concatenate([patch_routing_values(refit, image, q) for image in images for q in (10, 40)])
     counts = np.bincount(assign_clusters(predicted, refit.thresholds), minlength=3)
     assert counts.max() - counts.min() <= 2, counts
     np.testing.assert_array_equal(refit.get_weights()[0], model.get_weights()[0])
@@ -194,7 +194,7 @@ def test_budget_refit_meets_the_compute_budget(tmp_path, image_folder):
     from daqe_tf.complexity import count_macs
     from daqe_tf.models import build_model
     from train.data import list_images, load_images
-    from train.fit_thresholds import main, predicted_patch_defocus
+    from train.fit_thresholds import main, patch_routing_values
 
     keras.utils.set_random_seed(2)
     model = build_model("daqe", 3, **TINY_DAQE)
@@ -204,6 +204,6 @@ def test_budget_refit_meets_the_compute_budget(tmp_path, image_folder):
     assert status == 0
     refit = keras.models.load_model(tmp_path / "budget.keras", safe_mode=True)
     images = load_images(list_images(str(image_folder)), grayscale=False, min_size=16)
-    exits = assign_clusters(np.concatenate([predicted_patch_defocus(refit, image, 10) for image in images]), refit.thresholds)
+    exits = assign_clusters(np.concatenate([patch_routing_values(refit, image, 10) for image in images]), refit.thresholds)
     costs = np.array([count_macs(refit, refit.patch_size, refit.patch_size, k) for k in range(3)])
     assert costs[exits].mean() <= 0.5 * costs[-1] + 1e-6

@@ -14,9 +14,14 @@ trade-off table ends with "oracle" rows: exits picked per patch knowing its erro
 no routing signal can beat, so the gap between a budget row and its oracle row is what a better
 signal than defocus could still win.
 
+With ``--signal readout`` the model routes by a learned signal instead of defocus: a linear
+``RoutingReadout`` of the defocus head's features and the Q-map, fitted on the same calibration
+patches (ridge regression of log(error deepest / error exit 0)) and saved in the model, and the
+thresholds are fitted on its values. The defocus map is still predicted and shown (``--maps``).
+
     python -m train.fit_thresholds --model runs/daqe/best.keras --train_data train/lists/train.txt \\
         --data_root ../shared/datasets --out runs/daqe/best_refit.keras [--qualities 10,20,30,40] \\
-        [--budget 0.6 --max_images 60]
+        [--budget 0.6 --max_images 60] [--signal readout]
 """
 from __future__ import annotations
 
@@ -29,37 +34,43 @@ import numpy as np
 from daqe_tf.defocus.clusters import assign_clusters, budget_thresholds, fit_thresholds, oracle_exits
 
 
-def _routing_view(model, image: np.ndarray, quality: int):
-    """``image`` compressed at ``quality`` (Pillow, 4:2:0) as inference sees it:
-    (JPEG, its ``qmap_for``, the patch plan, the predicted defocus of every patch)."""
+def _compressed(model, image: np.ndarray, quality: int):
+    """``image`` compressed at ``quality`` (Pillow, 4:2:0) as inference sees it: (JPEG, its ``qmap_for``, the patch plan)."""
     from daqe_tf.inference.pipeline import jpeg_evidence, window_qmaps
-    from daqe_tf.inference.routing import CELL, PATCH_OVERLAP, patch_defocus, predict_defocus
+    from daqe_tf.inference.routing import CELL, PATCH_OVERLAP
     from daqe_tf.inference.tiling import plan_tiles
     from daqe_tf.io import load_image
     from daqe_tf.jpeg.simulate import compress
 
     jpeg = compress(image, quality)
     qmap_for = window_qmaps(jpeg_evidence(load_image(jpeg.data)), model.image_channels)
-    defocus = predict_defocus(jpeg.decoded, model, qmap_for)
-    patches = plan_tiles(*image.shape[:2], model.patch_size, PATCH_OVERLAP, CELL)
-    return jpeg, qmap_for, patches, np.array([patch_defocus(defocus, t) for t in patches], np.float32)
+    return jpeg, qmap_for, plan_tiles(*image.shape[:2], model.patch_size, PATCH_OVERLAP, CELL)
 
 
-def predicted_patch_defocus(model, image: np.ndarray, quality: int) -> np.ndarray:
-    """Predicted defocus of every inference patch of ``image`` compressed at ``quality``."""
-    return _routing_view(model, image, quality)[3]
+def patch_routing_values(model, image: np.ndarray, quality: int, channel: int = 1) -> np.ndarray:
+    """Per inference patch of ``image`` at ``quality``: the model's routing value (what its thresholds
+    split; ``channel`` 1) or its predicted defocus (``channel`` 0)."""
+    from daqe_tf.inference.routing import patch_mean, predict_cells
+
+    jpeg, qmap_for, patches = _compressed(model, image, quality)
+    cells = predict_cells(jpeg.decoded, model, qmap_for)[..., channel]
+    return np.array([patch_mean(cells, t) for t in patches], np.float32)
 
 
-def patch_exit_errors(model, image: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted defocus (n,), squared error (n, N) through each exit) of every inference patch.
+def calibration_patches(model, image: np.ndarray, quality: int) -> dict:
+    """Every inference patch of ``image`` at ``quality``: what routing could use, and what each exit costs it.
 
-    A patch's error is summed over the pixels it owns (``cell_owners``) in the image blended with
-    every patch forced through one exit, so each pixel is charged once.
+    Returns ``defocus`` (n,) predicted, ``readout_inputs`` (n, F + 1) the patch means a routing
+    readout is fitted on, and ``errors`` (n, N): squared error through each exit, summed over the
+    pixels the patch owns (``cell_owners``) in the image blended with every patch forced through
+    that exit, so each pixel is charged once.
     """
-    from daqe_tf.inference.routing import CELL, run_patches
+    from daqe_tf.inference.routing import CELL, patch_mean, predict_cells, run_patches
     from daqe_tf.inference.tiling import cell_owners
 
-    jpeg, qmap_for, patches, defocus = _routing_view(model, image, quality)
+    jpeg, qmap_for, patches = _compressed(model, image, quality)
+    cells = predict_cells(jpeg.decoded, model, qmap_for)
+    inputs = predict_cells(jpeg.decoded, model, qmap_for, maps="readout_inputs")
     height, width = image.shape[:2]
     rows, cols = cell_owners(patches, height, width, CELL)
     ncols = len({t.x0 for t in patches})
@@ -70,42 +81,80 @@ def patch_exit_errors(model, image: np.ndarray, quality: int) -> tuple[np.ndarra
         squared = (out.astype(np.float64) - image.astype(np.float64)) ** 2
         squared = squared.reshape(height, width, -1).sum(axis=-1)
         errors[:, k] = np.bincount(owner.ravel(), weights=squared.ravel(), minlength=len(patches))
-    return defocus, errors
+    return {
+        "defocus": np.array([patch_mean(cells[..., 0], t) for t in patches], np.float32),
+        "readout_inputs": np.stack([patch_mean(inputs, t) for t in patches]),
+        "errors": errors,
+    }
 
 
-def budget_refit(model, images: list[np.ndarray], qualities, budget: float) -> list[float]:
-    """``budget_thresholds`` on every patch of images x qualities, with the exits' cost per patch."""
-    from daqe_tf.complexity import count_macs
+def calibrate(model, images: list[np.ndarray], qualities) -> dict:
+    """``calibration_patches`` of images x qualities, concatenated."""
+    parts = [calibration_patches(model, image, q) for image in images for q in qualities]
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
-    parts = [patch_exit_errors(model, image, q) for image in images for q in qualities]
-    defocus = np.concatenate([d for d, _ in parts])
-    errors = np.concatenate([e for _, e in parts])
-    size = model.patch_size
-    costs = [count_macs(model, size, size, k) for k in range(model.num_exits)]
-    thresholds = budget_thresholds(defocus, errors, costs, budget)
-    # The trade-off on the calibration patches: what each budget would keep of the deepest exit's quality.
+
+def signal_model(model, signal: str, patches: dict, ridge: float):
+    """(model routing by ``signal``, each calibration patch's value of that signal).
+
+    "readout" fits ``routing_readout_fit`` on the patches; the returned model's thresholds are
+    placeholders until the caller fits them on the returned values.
+    """
+    from daqe_tf.models.daqe import routing_readout_fit, with_routing
+
+    if signal == "defocus":
+        values = patches["defocus"]
+        readout = None
+    else:
+        readout = routing_readout_fit(patches["readout_inputs"], patches["errors"], ridge)
+        values = (patches["readout_inputs"] @ readout[0] + readout[1]).astype(np.float32)
+    placeholder = fit_thresholds(values, model.num_exits)
+    return with_routing(model, signal, placeholder, readout), values
+
+
+def budget_thresholds_table(values, errors, costs, budget: float, num_exits: int) -> list[float]:
+    """``budget_thresholds`` at ``budget``, after printing the trade-off on the calibration patches."""
+    thresholds = budget_thresholds(values, errors, costs, budget)
     print("| thresholds from | thresholds | patches per exit | exit cost / deepest | error / all-deepest (dB) |")
     print("|---|---|---|---|---|")
-    options = [("equal shares", fit_thresholds(defocus, model.num_exits))]
+    options = [("equal shares", fit_thresholds(values, num_exits))]
     for b in sorted({0.5, 0.6, 0.7, 0.8, 0.9, budget}):
         try:
-            options.append((f"budget {b:.2f}", thresholds if b == budget else budget_thresholds(defocus, errors, costs, b)))
+            options.append((f"budget {b:.2f}", thresholds if b == budget else budget_thresholds(values, errors, costs, b)))
         except ValueError:
             continue
-    rows = [(name, np.round(chosen, 4).tolist(), assign_clusters(defocus, chosen)) for name, chosen in options]
+    rows = [(name, np.round(chosen, 4).tolist(), assign_clusters(values, chosen)) for name, chosen in options]
     # The bound: exits picked per patch knowing its errors (what a perfect routing signal would reach).
     rows += [(f"oracle {b:.2f}", "per patch", oracle_exits(errors, costs, b)) for b in sorted({0.6, 0.7, budget})]
     for name, chosen, exits in rows:
         ratio = errors[np.arange(len(exits)), exits].sum() / errors[:, -1].sum()
-        print(f"| {name} | {chosen} | {np.bincount(exits, minlength=model.num_exits).tolist()} | "
+        print(f"| {name} | {chosen} | {np.bincount(exits, minlength=num_exits).tolist()} | "
               f"{np.mean(np.take(costs, exits)) / costs[-1]:.3f} | {10 * np.log10(ratio):+.3f} |")
     return thresholds
 
 
-def refit_thresholds(model, images: list[np.ndarray], qualities) -> list[float]:
-    """Quantile thresholds (equal cluster shares) of the predicted patch defocus over images x qualities."""
-    values = [predicted_patch_defocus(model, image, q) for image in images for q in qualities]
-    return fit_thresholds(np.concatenate(values), model.num_exits)
+def refit(model, images: list[np.ndarray], qualities, signal: str = "defocus", budget: float | None = None,
+          ridge: float = 3.0):
+    """A copy of ``model`` routing by ``signal`` with thresholds refitted on images x qualities.
+
+    Without ``budget``: equal cluster shares of the signal. With it: the least routed error on the
+    calibration patches within ``budget`` x the deepest exit's cost (``budget_thresholds``).
+    """
+    from daqe_tf.complexity import count_macs
+    from daqe_tf.models.daqe import with_routing
+
+    if signal == "defocus" and budget is None:  # needs no exit errors: the cheap path
+        values = np.concatenate([patch_routing_values(model, image, q, channel=0) for image in images for q in qualities])
+        return with_routing(model, "defocus", fit_thresholds(values, model.num_exits))
+    patches = calibrate(model, images, qualities)
+    routed, values = signal_model(model, signal, patches, ridge)
+    if budget is None:
+        routed.thresholds = fit_thresholds(values, model.num_exits)
+    else:
+        size = model.patch_size
+        costs = [count_macs(model, size, size, k) for k in range(model.num_exits)]
+        routed.thresholds = budget_thresholds_table(values, patches["errors"], costs, budget, model.num_exits)
+    return routed
 
 
 def main(argv=None) -> int:
@@ -122,6 +171,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max_images", type=int, default=0, help="use only the first N images (0 = all)")
     parser.add_argument("--budget", type=float, default=None,
                         help="fit for the least error with the exits costing at most this fraction of the deepest")
+    parser.add_argument("--signal", choices=("defocus", "readout"), default="defocus",
+                        help="route by the predicted defocus, or by a readout of the head's features fitted here")
+    parser.add_argument("--ridge", type=float, default=3.0, help="ridge penalty of the readout fit (standardised inputs)")
     args = parser.parse_args(argv)
 
     model = load_model(args.model)
@@ -132,13 +184,10 @@ def main(argv=None) -> int:
         paths = paths[: args.max_images]
     images = load_images(paths, grayscale=model.image_channels == 1, min_size=16)
     qualities = [int(q) for q in args.qualities.split(",")]
-    before = model.thresholds
-    if args.budget is None:
-        model.thresholds = refit_thresholds(model, images, qualities)
-    else:
-        model.thresholds = budget_refit(model, images, qualities, args.budget)
-    print(f"{len(images)} images x QF {qualities}: thresholds {np.round(before, 4).tolist()} -> "
-          f"{np.round(model.thresholds, 4).tolist()} (log1p sigma)")
+    before = (model.routing, np.round(model.thresholds, 4).tolist())
+    model = refit(model, images, qualities, args.signal, args.budget, args.ridge)
+    print(f"{len(images)} images x QF {qualities}: routing {before[0]} thresholds {before[1]} -> "
+          f"{model.routing} thresholds {np.round(model.thresholds, 4).tolist()}")
     out = Path(args.out)
     tmp = out.with_name(f".{out.name}.tmp.keras")
     model.save(tmp)

@@ -220,19 +220,22 @@ class Trainer:
         Config values that are not weights (DAQE thresholds) come from ``model_config``, so a run
         from shipped weights passes the shipped file's architecture there (its ``.config.json``)."""
         from daqe_tf.inference.models import load_model
+        from daqe_tf.models.daqe import shared_weights
 
         if Path(path).suffix != ".keras":
             raise ValueError(f"--init_weights {path}: expected a .keras file (a .tflite file holds no trainable weights)")
         source = load_model(path)  # ModelFileError names a missing or unreadable file
+        # A DAQE file's routing readout is fitted after training (train.fit_thresholds), not trained.
+        source_weights = shared_weights(source) if getattr(source, "routing_readout", None) is not None else source.weights
         ours = [tuple(v.shape) for v in self.model.weights]
-        theirs = [tuple(v.shape) for v in source.weights]
+        theirs = [tuple(v.shape) for v in source_weights]
         if type(source).__name__ != type(self.model).__name__ or ours != theirs:
             raise ValueError(
                 f"--init_weights {path} holds a {type(source).__name__} with {len(theirs)} weight arrays; this run "
                 f"builds a {type(self.model).__name__} with {len(ours)}"
                 + ("" if len(ours) != len(theirs) else " of other shapes")
                 + ": pass the file's own --family, --grayscale and --model_config")
-        self.model.set_weights(source.get_weights())
+        self.model.set_weights([np.asarray(v) for v in source_weights])
         digest = weights_digest(self.model)
         self.log(f"initial weights from {path} (sha256 {digest})", kind="init", path=str(path), weights_sha256=digest)
 
@@ -290,6 +293,9 @@ class Trainer:
         from train.defocus_labels import candidate_table, defocus_labels
 
         cfg, model = self.cfg, self.model
+        if model.routing != "defocus":
+            raise ValueError(f'model_config routing {model.routing!r}: train with routing "defocus" (the pseudo labels '
+                             "cluster the crops by defocus) and fit a readout afterwards with train.fit_thresholds --signal readout")
         if cfg.patch_size != model.patch_size:
             raise ValueError(f"--patch_size {cfg.patch_size} must equal the DAQE model's patch_size "
                              f"{model.patch_size}: the training crops are the patches that clusters route")

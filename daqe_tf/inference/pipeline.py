@@ -90,9 +90,18 @@ def compiled_forward(model, exit_index: int) -> Callable:
     return _compiled(model, exit_index, lambda image, qmap: model({"image": image, "qmap": qmap}, exit_index=exit_index))
 
 
-def compiled_defocus(model) -> Callable:
-    """``model.defocus(inputs)`` (DAQE's defocus head) compiled like ``compiled_forward``."""
-    return _compiled(model, "defocus", lambda image, qmap: model.defocus({"image": image, "qmap": qmap}))
+def compiled_cell_maps(model) -> Callable:
+    """``model.cell_maps(inputs)`` (DAQE: defocus and routing value per cell) compiled like ``compiled_forward``."""
+    return _compiled(model, "cell_maps", lambda image, qmap: model.cell_maps({"image": image, "qmap": qmap}))
+
+
+def compiled_readout_inputs(model) -> Callable:
+    """What a DAQE model's routing readout reads per cell (head features, mean luma Q-map), compiled."""
+    from daqe_tf.models.daqe.routing_readout import readout_inputs
+
+    head = model.defocus_head
+    return _compiled(model, "readout_inputs",
+                     lambda image, qmap: readout_inputs(head.features([image, qmap]), qmap, head.cell_size))
 
 
 def _compiled(model, key, forward: Callable) -> Callable:

@@ -6,12 +6,14 @@ the reference set of the transformer texture), then blended with the tile runner
 (``tiling.stitch``). The steps and their constants are those of the phone's ``TiledEnhancer``:
 
 1. The defocus head runs on ``tile`` x ``tile`` windows (overlap 64, so one window for most
-   photos); each 16-px cell of the map comes from the window that owns it (``tiling.cell_owners``).
+   photos) and gives two values per 16-px cell (``DAQENet.cell_maps``): the predicted defocus and
+   the routing value (the defocus itself, or the model's learned ``RoutingReadout``); each cell
+   comes from the window that owns it (``tiling.cell_owners``).
 2. Patches are ``plan_tiles(H, W, model.patch_size, 0)``: on the 16-px grid, neighbours
    overlapping by 16..32 px (``plan_tiles`` keeps one grid step more than it is asked for, so
    asking for 16 would mean 32..48 px and about 3.6 patch pixels per image pixel at 64-px
-   patches instead of 1.8). A patch's defocus is the mean of the cells it covers; ``assign_clusters`` with the
-   model's thresholds gives its cluster, i.e. its exit.
+   patches instead of 1.8). A patch's routing value is the mean of the cells it covers;
+   ``assign_clusters`` with the model's thresholds gives its cluster, i.e. its exit.
 3. Per plan row and exit, batches of ``EXIT_BATCH`` patches (windows past the image edge repeat
    the edge pixels, the Q-map continues the block grid; unused batch slots repeat the last patch)
    run through that exit; the in-image part of each output is blended.
@@ -37,7 +39,7 @@ QmapFor = Callable[[int, int, tuple], np.ndarray]
 
 def is_defocus_aware(model) -> bool:
     """Whether ``model`` routes patches by defocus (DAQENet, or a runner exposing the same surface)."""
-    return callable(getattr(model, "defocus", None)) and getattr(model, "thresholds", None) is not None \
+    return callable(getattr(model, "cell_maps", None)) and getattr(model, "thresholds", None) is not None \
         and getattr(model, "patch_size", None) is not None
 
 
@@ -69,47 +71,57 @@ class Routing:
             else f"exit {int(self.exits[0])} for all {counts.sum()} patches"
 
 
-def predict_defocus(pixels: np.ndarray, model, qmap_for: QmapFor, tile: int = 512) -> np.ndarray:
-    """The defocus head over a uint8 image: log1p(sigma) per 16-px cell, float32 (ceil(H/16), ceil(W/16)).
+def predict_cells(pixels: np.ndarray, model, qmap_for: QmapFor, tile: int = 512, maps: str = "cell_maps") -> np.ndarray:
+    """A per-cell output of the model over a uint8 image: float32 (ceil(H/16), ceil(W/16), C).
 
-    Windows of at most ``tile`` px (overlap ``DEFOCUS_OVERLAP``); each cell from its owning window.
+    ``maps``: "cell_maps" (defocus and routing value, ``DAQENet.cell_maps``) or "readout_inputs"
+    (what a routing readout is fitted on; Keras models only). Windows of at most ``tile`` px
+    (overlap ``DEFOCUS_OVERLAP``); each cell from its owning window.
     """
-    from daqe_tf.inference.pipeline import compiled_defocus
+    from daqe_tf.inference.pipeline import compiled_cell_maps, compiled_readout_inputs
 
+    forward = {"cell_maps": compiled_cell_maps, "readout_inputs": compiled_readout_inputs}[maps](model)
     height, width = pixels.shape[:2]
     windows = plan_tiles(height, width, tile, DEFOCUS_OVERLAP, CELL)
     owner_rows, owner_cols = cell_owners(windows, height, width, CELL)
-    defocus = compiled_defocus(model)
-    cells = np.empty((owner_rows.size, owner_cols.size), np.float32)
+    cells = None
     row_starts = sorted({t.y0 for t in windows})
     col_starts = sorted({t.x0 for t in windows})
     for t in windows:
         window = pixels[t.y0 : t.y1, t.x0 : t.x1]
         h, w = window.shape[:2]
         image = window.astype(np.float32).reshape(1, h, w, -1) / 255.0
-        out = np.asarray(defocus(image, qmap_for(h, w, (t.y0, t.x0))[None]))[0, ..., 0]
+        out = np.asarray(forward(image, qmap_for(h, w, (t.y0, t.x0))[None]))[0]
+        if cells is None:
+            cells = np.empty((owner_rows.size, owner_cols.size, out.shape[-1]), np.float32)
         rows = np.flatnonzero(owner_rows == row_starts.index(t.y0))
         cols = np.flatnonzero(owner_cols == col_starts.index(t.x0))
         cells[rows[:, None], cols[None, :]] = out[rows[:, None] - t.y0 // CELL, cols[None, :] - t.x0 // CELL]
     return cells
 
 
-def patch_defocus(defocus: np.ndarray, patch: Tile) -> np.float32:
+def predict_defocus(pixels: np.ndarray, model, qmap_for: QmapFor, tile: int = 512) -> np.ndarray:
+    """The defocus head over a uint8 image: log1p(sigma) per 16-px cell, float32 (ceil(H/16), ceil(W/16))."""
+    return predict_cells(pixels, model, qmap_for, tile)[..., 0]
+
+
+def patch_mean(cells: np.ndarray, patch: Tile) -> np.ndarray:
     """Mean of the cells under ``patch`` (cell rows [y0/16, ceil(y1/16)), likewise columns), clamped to the map.
 
-    On the model's own patch grid this is ``patch_defocus_from_map``; overlapping patches average the cells they cover.
+    ``cells`` (rows, cols) or (rows, cols, C) -> a scalar or (C,). On the model's own patch grid
+    this is ``patch_defocus_from_map``; overlapping patches average the cells they cover.
     """
-    rows, cols = defocus.shape
+    rows, cols = cells.shape[:2]
     r0 = min(patch.y0 // CELL, rows - 1)
     r1 = max(min(-(-patch.y1 // CELL), rows), r0 + 1)
     c0 = min(patch.x0 // CELL, cols - 1)
     c1 = max(min(-(-patch.x1 // CELL), cols), c0 + 1)
-    return np.float32(np.mean(defocus[r0:r1, c0:c1], dtype=np.float64))
+    return np.mean(cells[r0:r1, c0:c1], axis=(0, 1), dtype=np.float64).astype(np.float32)
 
 
-def route_patches(defocus: np.ndarray, patches: list[Tile], thresholds) -> np.ndarray:
-    """Exit (= cluster) of every patch from its mean predicted defocus."""
-    values = np.array([patch_defocus(defocus, p) for p in patches], np.float32)
+def route_patches(routing: np.ndarray, patches: list[Tile], thresholds) -> np.ndarray:
+    """Exit (= cluster) of every patch from its mean routing value (predicted defocus, or the readout)."""
+    values = np.array([patch_mean(routing, p) for p in patches], np.float32)
     return assign_clusters(values, thresholds)
 
 
@@ -181,8 +193,9 @@ def enhance_routed(
     height, width = pixels.shape[:2]
     patches = plan_tiles(height, width, model.patch_size, PATCH_OVERLAP, CELL)
     if exit_index is None:
-        defocus = predict_defocus(pixels, model, qmap_for, tile)
-        exits = route_patches(defocus, patches, model.thresholds)
+        cells = predict_cells(pixels, model, qmap_for, tile)
+        defocus = cells[..., 0]
+        exits = route_patches(cells[..., 1], patches, model.thresholds)
     else:
         defocus = None
         exits = np.full(len(patches), exit_index % model.num_exits, np.int32)

@@ -8,16 +8,21 @@ from daqe_tf.models.daqe.clusters import (
     patch_defocus_from_map_tensor,
 )
 from daqe_tf.models.daqe.defocus_head import DefocusHead, defocus_cell_targets
-from daqe_tf.models.daqe.model import DAQENet
+from daqe_tf.models.daqe.model import DAQENet, shared_weights, with_routing
+from daqe_tf.models.daqe.routing_readout import RoutingReadout, routing_readout_fit
 
 __all__ = [
     "DAQEBranch",
     "DAQENet",
     "DefocusHead",
+    "RoutingReadout",
     "assign_clusters",
     "assign_clusters_tensor",
     "defocus_cell_targets",
     "fit_thresholds",
     "patch_defocus_from_map",
     "patch_defocus_from_map_tensor",
+    "routing_readout_fit",
+    "shared_weights",
+    "with_routing",
 ]

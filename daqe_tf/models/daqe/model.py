@@ -18,8 +18,10 @@ from daqe_tf.layers.padding import crop_to, pad_to_multiple
 from daqe_tf.models.daqe.branches import DAQEBranch
 from daqe_tf.models.daqe.clusters import assign_clusters_tensor, patch_defocus_from_map_tensor, validate_thresholds
 from daqe_tf.models.daqe.defocus_head import DefocusHead
+from daqe_tf.models.daqe.routing_readout import RoutingReadout
 
 TEXTURES = ("cnn", "transformer")
+ROUTINGS = ("defocus", "readout")
 MAX_SIGMA = 8.0  # px, the classical estimator's default cap
 
 
@@ -47,13 +49,18 @@ class DAQENet(keras.Model):
             the defocus cell size).
         thresholds: N - 1 ascending log1p(sigma) patch-defocus thresholds (``fit_thresholds``).
         defocus_widths, defocus_blocks: ``DefocusHead`` levels.
+        routing: the per-cell signal patches are clustered by. "defocus": the predicted defocus
+            (thresholds in log1p sigma). "readout": a ``RoutingReadout`` of the head's features,
+            fitted after training by ``train.fit_thresholds --signal readout`` (thresholds in its
+            units). Either way higher means a cheaper exit.
 
     ``call({"image", "qmap"}, exit_index=None)``, as ``QGAUNet``: image in [0, 1] (B, H, W, C),
     Q-map (B, H, W, 1 or 2). Returns the list of all N exits (exit m with cluster m's texture
     module), or only exit ``exit_index`` (branches 0..exit_index run); exit c serves cluster c.
     Any H, W of at least ``stride / 2`` (8 px, or 32 px for the "transformer" texture with 64 px
     patches); padded inside at the bottom/right.
-    Routing: ``cluster_map`` (or ``defocus`` + ``clusters.assign_clusters``).
+    Routing: ``cluster_map``, or ``cell_maps`` (defocus and routing value per cell) +
+    ``clusters.assign_clusters`` on each patch's mean routing value.
     """
 
     def __init__(
@@ -71,6 +78,7 @@ class DAQENet(keras.Model):
         thresholds=None,
         defocus_widths=(16, 24, 32, 48),
         defocus_blocks=(1, 1, 1, 1),
+        routing: str = "defocus",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -87,6 +95,8 @@ class DAQENet(keras.Model):
             raise ValueError(f"texture must be one of {TEXTURES}, got {texture!r}")
         if stem_stride not in (1, 2):
             raise ValueError("stem_stride must be 1 or 2")
+        if routing not in ROUTINGS:
+            raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
         self.image_channels = image_channels
         self.qmap_channels = 1 if image_channels == 1 else 2
         self.num_clusters = n
@@ -94,10 +104,12 @@ class DAQENet(keras.Model):
         self.bottleneck_blocks, self.decoder_blocks = bottleneck_blocks, decoder_blocks
         self.texture, self.stem_stride, self.key_dim, self.patch_size = texture, stem_stride, key_dim, patch_size
         self.defocus_widths, self.defocus_blocks = tuple(defocus_widths), tuple(defocus_blocks)
+        self.routing = routing
         self.thresholds = default_thresholds(n) if thresholds is None else thresholds
 
         self.defocus_head = DefocusHead(self.defocus_widths, self.defocus_blocks, name="defocus_head")
         cell = self.defocus_head.cell_size
+        self.routing_readout = RoutingReadout(cell, name="routing_readout") if routing == "readout" else None
         bottleneck = 2 * self.branch_scale(0)
         if patch_size % bottleneck or patch_size % cell:
             raise ValueError(f"patch_size {patch_size} must be a multiple of {bottleneck} (branch 0's bottleneck) and cell size {cell}")
@@ -162,6 +174,8 @@ class DAQENet(keras.Model):
         image_shape = (batch, None, None, self.image_channels)
         qmap_shape = (batch, None, None, self.qmap_channels)
         self.defocus_head.build([image_shape, qmap_shape])
+        if self.routing_readout is not None:
+            self.routing_readout.build([(batch, None, None, self.defocus_widths[-1]), qmap_shape])
         for m, (branch, texture, head) in enumerate(zip(self.branches, self.textures, self.heads)):
             context = [(batch, None, None, self.branches[m - 1].width)] if m > 0 else []
             branch.build([image_shape, qmap_shape, *context])
@@ -197,10 +211,23 @@ class DAQENet(keras.Model):
         """Predicted log1p(blur sigma) per defocus cell, (B, ceil(H/16), ceil(W/16), 1)."""
         return self.defocus_head(self._split(inputs))
 
+    def cell_maps(self, inputs):
+        """(B, ceil(H/16), ceil(W/16), 2): predicted defocus and the routing value per cell, one head pass.
+
+        The routing value is the defocus itself, or the ``RoutingReadout`` of the head's features.
+        """
+        image, qmap = self._split(inputs)
+        features = self.defocus_head.features([image, qmap])
+        defocus = self.defocus_head.head(features)
+        if self.routing_readout is None:
+            return ops.concatenate([defocus, defocus], axis=-1)
+        return ops.concatenate([defocus, self.routing_readout([features, qmap])], axis=-1)
+
     def cluster_map(self, inputs):
         """Cluster id (int32) per ``patch_size`` patch, (B, ceil(H/P), ceil(W/P)); (B, 1, 1) for a batch of patches."""
         patch_cells = self.patch_size // self.defocus_head.cell_size
-        return assign_clusters_tensor(patch_defocus_from_map_tensor(self.defocus(inputs), patch_cells), self.thresholds)
+        routing = self.cell_maps(inputs)[..., 1:]
+        return assign_clusters_tensor(patch_defocus_from_map_tensor(routing, patch_cells), self.thresholds)
 
     def get_config(self):
         return {
@@ -218,4 +245,29 @@ class DAQENet(keras.Model):
             "thresholds": list(self.thresholds),
             "defocus_widths": list(self.defocus_widths),
             "defocus_blocks": list(self.defocus_blocks),
+            "routing": self.routing,
         }
+
+
+def shared_weights(model: DAQENet) -> list:
+    """The model's variables without its routing readout's: what every routing of one architecture shares."""
+    readout = set() if model.routing_readout is None else {id(v) for v in model.routing_readout.weights}
+    return [v for v in model.weights if id(v) not in readout]
+
+
+def with_routing(model: DAQENet, routing: str, thresholds, readout: tuple | None = None) -> DAQENet:
+    """A copy of ``model`` that clusters by ``routing`` with ``thresholds`` (in that signal's units).
+
+    ``readout``: (weights, bias) of a fitted ``RoutingReadout`` (``routing_readout_fit``), needed
+    for "readout". Every other weight is the model's own.
+    """
+    if (routing == "readout") != (readout is not None):
+        raise ValueError('a fitted readout (weights, bias) is needed for routing "readout", and only for it')
+    config = {**model.get_config(), "routing": routing, "thresholds": [float(t) for t in thresholds]}
+    copy = DAQENet.from_config(config)
+    copy.build({"image": (None, None, None, model.image_channels), "qmap": (None, None, None, model.qmap_channels)})
+    for target, source in zip(shared_weights(copy), shared_weights(model), strict=True):
+        target.assign(source)
+    if readout is not None:
+        copy.routing_readout.set_linear(*readout)
+    return copy
