@@ -8,7 +8,9 @@ wrappers around Keras 3 models converted to garbage (see shared/reference/engine
 
 Signatures (inputs ``image`` [B, H, W, C] float32 in [0, 1] and ``qmap`` [B, H, W, Q] float32):
     exit_<k>   dynamic B, H, W (XNNPACK resizes by itself) -> ``enhanced`` [B, H, W, C]
-    defocus    DAQE only, dynamic -> ``defocus`` [B, ceil(H/16), ceil(W/16), 1], log1p(sigma)
+    defocus    DAQE only, dynamic -> ``defocus`` [B, ceil(H/16), ceil(W/16), 1], log1p(sigma), and
+               ``routing`` (same shape): the value the thresholds split per patch mean (the
+               defocus itself, or the model's learned routing readout)
     tile_<S>   [1, S, S, .] fixed, the deepest exit, for delegates that need static shapes
 Only LiteRT built-in ops are allowed, so a model needing a TF (Flex) op fails here rather than
 on the phone. Every variant keeps float32 inputs and outputs, int8 included (the file quantizes
@@ -29,6 +31,7 @@ VARIANTS = ("float32", "float16", "int8")
 INPUTS = ("image", "qmap")
 OUTPUT_ENHANCED = "enhanced"
 OUTPUT_DEFOCUS = "defocus"
+OUTPUT_ROUTING = "routing"
 DEFOCUS_SIGNATURE = "defocus"
 METADATA_FORMAT = 1
 
@@ -127,7 +130,7 @@ def write_archive(model, directory: str | os.PathLike, tile: int) -> list[str]:
     if hasattr(model, "defocus"):
         archive.add_endpoint(
             DEFOCUS_SIGNATURE,
-            lambda image, qmap: {OUTPUT_DEFOCUS: model.defocus({"image": image, "qmap": qmap})},
+            lambda image, qmap: _cell_outputs(model.cell_maps({"image": image, "qmap": qmap})),
             input_signature=specs(),
         )
     deepest = model.num_exits - 1
@@ -138,6 +141,10 @@ def write_archive(model, directory: str | os.PathLike, tile: int) -> list[str]:
     )
     archive.write_out(os.fspath(directory), verbose=False)
     return signature_keys(model, tile)
+
+
+def _cell_outputs(cells) -> dict:
+    return {OUTPUT_DEFOCUS: cells[..., :1], OUTPUT_ROUTING: cells[..., 1:]}
 
 
 def convert(
@@ -209,7 +216,7 @@ def metadata(model, keys: Sequence[str], variant: str, tile: int, ops: Sequence[
             "tile": tile_signature(tile),
         },
         "inputs": list(INPUTS),
-        "outputs": {"exits": OUTPUT_ENHANCED, "defocus": OUTPUT_DEFOCUS},
+        "outputs": {"exits": OUTPUT_ENHANCED, "defocus": OUTPUT_DEFOCUS, "routing": OUTPUT_ROUTING},
         "ops": list(ops),
         "model_config": {k: v for k, v in model.get_config().items() if k not in ("name", "trainable", "dtype")},
     }
@@ -221,6 +228,8 @@ def metadata(model, keys: Sequence[str], variant: str, tile: int, ops: Sequence[
             # The overlap the Python routing asks plan_tiles for, so an app plans the same patches.
             patch_overlap=PATCH_OVERLAP,
             thresholds=list(model.thresholds),
+            # What the thresholds split: "defocus", or "readout" (the ``routing`` output differs from ``defocus``).
+            routing=model.routing,
             defocus_cell=model.defocus_head.cell_size,
         )
     return meta

@@ -29,7 +29,9 @@ _DIR = tempfile.TemporaryDirectory(prefix="daqe_export_tests_")
 
 
 def build_case(case: str):
-    """The Keras model of ``case``, with random exit heads (fresh heads are zero: identity exits)."""
+    """The Keras model of ``case``, with random exit heads (fresh heads are zero: identity exits).
+
+    "daqe_cnn" routes by a (random) learned readout, "daqe_transformer" by defocus."""
     if case == "qga_color":
         return tiny_model(3)
     import keras
@@ -41,6 +43,11 @@ def build_case(case: str):
     rng = np.random.default_rng(3)
     for head in model.heads:
         head.kernel.assign(rng.normal(0, 0.1, head.kernel.shape).astype("float32"))
+    if case == "daqe_cnn":
+        from daqe_tf.models.daqe import with_routing
+
+        readout = (rng.normal(0, 0.5, model.defocus_widths[-1] + 1), 0.1)
+        model = with_routing(model, "readout", [0.0], readout)
     return model
 
 

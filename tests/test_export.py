@@ -49,8 +49,10 @@ def test_every_signature_matches_keras(case, variant):
         inputs = jpeg_inputs(2, height, width, channels, seed=height)
         for k in range(model.num_exits):
             _check(litert(inputs, k), model(inputs, exit_index=k), EXIT_ATOL[variant], min_psnr)
-        if case.startswith("daqe"):
-            _check(litert.defocus(inputs), model.defocus(inputs), DEFOCUS_ATOL[variant])
+        if case.startswith("daqe"):  # defocus and the routing value per cell (a readout for daqe_cnn)
+            cells = np.asarray(model.cell_maps(inputs))
+            _check(litert.cell_maps(inputs), cells, DEFOCUS_ATOL[variant])
+            assert (model.routing == "readout") == (np.abs(cells[..., 1] - cells[..., 0]).max() > 0.05)
     tile = jpeg_inputs(1, TILE, TILE, channels, seed=1)
     _check(litert.run(f"tile_{TILE}", tile)["enhanced"], model(tile, exit_index=-1), EXIT_ATOL[variant], min_psnr)
     # Exits differ from each other by far more than the bound: the test would see a swapped exit.
@@ -69,7 +71,7 @@ def test_tile_signature_has_a_fixed_shape():
     assert exit_runner.get_input_details()["image"]["shape_signature"].tolist() == [-1, -1, -1, 3]
 
 
-@pytest.mark.parametrize("case", ["qga_color", "daqe_transformer"])
+@pytest.mark.parametrize("case", ["qga_color", "daqe_transformer", "daqe_cnn"])
 def test_metadata_is_complete(case):
     model, paths = exported(case)
     meta = json.loads(metadata_path(paths["float32"]).read_text())
@@ -79,12 +81,13 @@ def test_metadata_is_complete(case):
     assert (meta["image_channels"], meta["qmap_channels"]) == (3, 2)
     assert (meta["num_exits"], meta["stride"]) == (model.num_exits, model.stride)
     assert meta["signatures"] == {"exits": exits, "defocus": "defocus" if case.startswith("daqe") else None, "tile": f"tile_{TILE}"}
-    assert meta["inputs"] == ["image", "qmap"] and meta["outputs"] == {"exits": "enhanced", "defocus": "defocus"}
+    assert meta["inputs"] == ["image", "qmap"] and meta["outputs"] == {"exits": "enhanced", "defocus": "defocus", "routing": "routing"}
     assert "CONV_2D" in meta["ops"] and not [op for op in meta["ops"] if op.startswith("Flex")]
     assert meta["model_config"] == {k: v for k, v in model.get_config().items() if k not in ("name", "trainable", "dtype")}
     if case.startswith("daqe"):
         assert meta["patch_size"] == 32 and meta["thresholds"] == pytest.approx(model.thresholds)
         assert meta["defocus_cell"] == 16 and meta["patch_overlap"] == PATCH_OVERLAP
+        assert meta["routing"] == ("readout" if case == "daqe_cnn" else "defocus")
     else:
         assert "thresholds" not in meta and "patch_size" not in meta and "patch_overlap" not in meta
     from ai_edge_litert.interpreter import Interpreter

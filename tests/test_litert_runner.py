@@ -145,3 +145,17 @@ def test_litert_model_surface(tmp_path):
     with pytest.raises(ModelFileError, match="not a loadable"):
         load_model(tmp_path / "junk.tflite")
 
+
+
+def test_files_without_a_routing_output_route_by_defocus(tmp_path):
+    """Metadata written before the ``routing`` output: the defocus map stands in for the routing value."""
+    model, paths = exported("daqe_cnn")  # routes by a readout, so its two maps differ
+    meta = json.loads(metadata_path(paths["float32"]).read_text())
+    del meta["outputs"]["routing"]
+    shutil.copyfile(paths["float32"], tmp_path / "old.tflite")
+    metadata_path(tmp_path / "old.tflite").write_text(json.dumps(meta))
+    inputs = jpeg_inputs(1, 32, 48, 3)
+    new, old = LiteRTModel(paths["float32"]).cell_maps(inputs), LiteRTModel(tmp_path / "old.tflite").cell_maps(inputs)
+    np.testing.assert_array_equal(old[..., 0], new[..., 0])
+    np.testing.assert_array_equal(old[..., 1], old[..., 0])
+    assert np.abs(new[..., 1] - new[..., 0]).max() > 0.05

@@ -23,8 +23,8 @@ class LiteRTModel:
 
     ``model({"image", "qmap"}, exit_index)``: float32 arrays (B, H, W, C) in [0, 1] and
     (B, H, W, Q); returns the exit's (B, H, W, C) numpy output. For DAQE models the batch is
-    one cluster's patches, ``defocus(inputs)`` gives log1p(sigma) per 16 px cell, and
-    ``patch_size`` / ``thresholds`` route patches to exits (None for QGAUNet).
+    one cluster's patches, ``cell_maps(inputs)`` gives log1p(sigma) and the routing value per
+    16 px cell, and ``patch_size`` / ``thresholds`` route patches to exits (None for QGAUNet).
     """
 
     def __init__(self, path: str | os.PathLike, num_threads: int = 2):
@@ -74,12 +74,23 @@ class LiteRTModel:
         key = self.signatures["exits"][exit_index % self.num_exits]
         return self.run(key, inputs)[self.metadata["outputs"]["exits"]]
 
-    def defocus(self, inputs: dict) -> np.ndarray:
-        """Predicted log1p(blur sigma) per defocus cell, (B, ceil(H/16), ceil(W/16), 1) (DAQE only)."""
+    def cell_maps(self, inputs: dict) -> np.ndarray:
+        """Predicted log1p(blur sigma) and routing value per defocus cell, (B, ceil(H/16), ceil(W/16), 2) (DAQE only).
+
+        Files exported before the ``routing`` output route by defocus, so it stands in for both.
+        """
         key = self.signatures.get("defocus")
         if key is None:
             raise ValueError(f"{self.path.name}: a {self.family} model has no defocus signature")
-        return self.run(key, inputs)[self.metadata["outputs"]["defocus"]]
+        names = self.metadata["outputs"]
+        outputs = self.run(key, inputs)
+        defocus = outputs[names["defocus"]]
+        routing = outputs[names["routing"]] if "routing" in names else defocus
+        return np.concatenate([defocus, routing], axis=-1)
+
+    def defocus(self, inputs: dict) -> np.ndarray:
+        """Predicted log1p(blur sigma) per defocus cell, (B, ceil(H/16), ceil(W/16), 1) (DAQE only)."""
+        return self.cell_maps(inputs)[..., :1]
 
     def __repr__(self) -> str:
         return f"LiteRTModel({str(self.path)!r}, {self.family}, {self.metadata['variant']}, {self.num_exits} exits)"
