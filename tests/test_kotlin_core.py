@@ -3,9 +3,11 @@
 The phone must parse JPEG headers, build Q-maps, cut tiles, route patches to exits, blend
 results and read the exporter's metadata exactly as the Python side does. This test writes vectors
 from the Python code (JPEGs made here with Pillow, parser results, Q-maps, tile plans, blend
-weights, cluster ids, stitched and end-to-end pipeline outputs, EXIF orientations, model metadata
-from ``export.converter``), compiles the Kotlin core and its JUnit tests with Debian's ``kotlinc``
-(cached by a hash of the sources) and runs JUnit on the vector folder.
+weights, cluster ids, routing by a routing map that differs from the defocus map, stitched and
+end-to-end pipeline outputs (one exit, and routed per patch), EXIF orientations, model metadata
+from ``export.converter`` with and without the routing keys), compiles the Kotlin core and its
+JUnit tests with Debian's ``kotlinc`` (cached by a hash of the sources) and runs JUnit on the
+vector folder.
 
 Without ``kotlinc`` or junit4 the test is skipped with the reason, never passed silently.
 """
@@ -27,6 +29,7 @@ import pytest
 from PIL import Image
 
 from daqe_tf.inference import pipeline
+from daqe_tf.inference.routing import CELL
 from daqe_tf.inference.tiling import _ramp, _starts, enhance_tiled, plan_tiles
 from daqe_tf.io import apply_orientation, load_image
 from daqe_tf.jpeg.qmap import normalize_steps, qmap_from_tables
@@ -217,6 +220,11 @@ def _f32(folder: Path, name: str, array: np.ndarray) -> str:
 
 def _u8(folder: Path, name: str, array: np.ndarray) -> str:
     np.ascontiguousarray(array, dtype=np.uint8).tofile(folder / name)
+    return name
+
+
+def _bytes(folder: Path, name: str, data: bytes) -> str:
+    (folder / name).write_bytes(data)
     return name
 
 
@@ -413,6 +421,87 @@ def _write_pipeline_vectors(folder: Path, manifest: dict) -> None:
     manifest["pipeline"] = {"fake_model": FAKE, "cases": entries}
 
 
+# The fake DAQE model of the routed vectors. Cell maps from each cell's top-left pixel (present in
+# Python's cropped edge windows and the phone's padded ones alike): defocus d, routing value 1 - d,
+# so routing by the wrong map picks other exits. Exits differ in scale, so the pixels show which exit ran.
+ROUTED_FAKE = {"exit_scales": [0.8, 1.0, 1.2], "luma_q": 0.2, "last_q": 0.1, "bias": 0.05, "patch": 64, "defocus_window": 128}
+
+
+def _fake_cell_maps(image, qmap=None):
+    defocus = image[:, ::CELL, ::CELL, :1]
+    return np.concatenate([defocus, np.float32(1) - defocus], axis=-1)
+
+
+def _fake_exit(exit_index):
+    f = {k: np.float32(v) for k, v in ROUTED_FAKE.items() if k in ("luma_q", "last_q", "bias")}
+    scale = np.float32(ROUTED_FAKE["exit_scales"][exit_index])
+    return lambda image, qmap: image * scale + qmap[..., :1] * f["luma_q"] + qmap[..., -1:] * f["last_q"] - f["bias"]
+
+
+def _write_routing_vectors(folder: Path, manifest: dict) -> None:
+    """Patches clustered by a routing map that differs from the defocus map: the exits must follow
+    the routing map, through ``route_patches`` alone and through the whole routed pipeline."""
+    from daqe_tf.defocus.clusters import fit_thresholds
+    from daqe_tf.inference.routing import PATCH_OVERLAP, patch_mean, route_patches
+
+    rng = np.random.default_rng(13)
+    thresholds = [0.35, 0.6]
+    entries = []
+    for i, (h, w) in enumerate([(150, 230), (100, 300), (300, 410), (37, 90)]):
+        mh, mw = -(-h // CELL), -(-w // CELL)
+        # Blur growing left to right, the routing value top to bottom: patch means spread over all clusters.
+        rows, cols = np.meshgrid(np.linspace(0.0, 1.0, mh), np.linspace(0.0, 1.0, mw), indexing="ij")
+        defocus = (cols + rng.normal(0.0, 0.1, (mh, mw))).astype(np.float32)
+        routing = (rows + rng.normal(0.0, 0.1, (mh, mw))).astype(np.float32)
+        patches = plan_tiles(h, w, 64, PATCH_OVERLAP)
+        ids = route_patches(routing, patches, thresholds)
+        by_defocus = route_patches(defocus, patches, thresholds)
+        assert np.mean(ids != by_defocus) >= 0.3, (i, ids, by_defocus)
+        entries.append({
+            "height": h, "width": w, "patch": 64, "overlap": PATCH_OVERLAP, "map_height": mh, "map_width": mw,
+            "defocus": _f32(folder, f"routing_{i}_defocus.f32", defocus), "routing": _f32(folder, f"routing_{i}_routing.f32", routing),
+            "thresholds": thresholds, "ids": ids.tolist(), "ids_by_defocus": by_defocus.tolist(),
+        })
+    manifest["routing_clusters"] = entries
+
+    cases = [
+        ("c420", encode_jpeg(natural_image(150, 230, 3, seed=31), quality=40), 3),
+        ("gray", encode_jpeg(natural_image(140, 170, 1, seed=32), quality=50), 1),
+    ]
+    routed = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "compiled_cell_maps", lambda model: _fake_cell_maps)
+        mp.setattr(pipeline, "compiled_forward", lambda model, exit_index: _fake_exit(exit_index))
+        for name, data, model_channels in cases:
+            pixels = load_image(data).pixels
+            height, width = pixels.shape[:2]
+            cells = _fake_cell_maps(pixels.reshape(1, height, width, -1).astype(np.float32) / np.float32(255))[0]
+            # As fit_thresholds does on a training set: equal shares of the patches' routing means.
+            patches = plan_tiles(height, width, ROUTED_FAKE["patch"], PATCH_OVERLAP)
+            thresholds = fit_thresholds([patch_mean(cells[..., 1], p) for p in patches], len(ROUTED_FAKE["exit_scales"]))
+            model = types.SimpleNamespace(
+                image_channels=model_channels, num_exits=len(ROUTED_FAKE["exit_scales"]), patch_size=ROUTED_FAKE["patch"],
+                thresholds=thresholds, cell_maps=_fake_cell_maps,
+            )
+            result = pipeline.enhance(data, model, tile=ROUTED_FAKE["defocus_window"])
+            loaded, out, routing = result.source, result.pixels, result.routing
+            assert loaded.orientation == 1 and routing is not None and np.array_equal(routing.defocus, cells[..., 0])
+            assert np.array_equal(routing.exits, route_patches(cells[..., 1], patches, thresholds))
+            by_defocus = route_patches(cells[..., 0], patches, thresholds)
+            assert np.mean(routing.exits != by_defocus) >= 0.3 and np.all(routing.exit_counts() > 0), routing.exits
+            routed.append({
+                "name": name, "jpeg": _bytes(folder, f"routed_{name}.jpg", data),
+                "height": loaded.pixels.shape[0], "width": loaded.pixels.shape[1],
+                "channels": 1 if loaded.pixels.ndim == 2 else 3, "model_channels": model_channels, "overlap": PATCH_OVERLAP,
+                "thresholds": thresholds,
+                "pixels": _u8(folder, f"routed_{name}_in.u8", loaded.pixels), "expected": _u8(folder, f"routed_{name}_out.u8", out),
+                "patches": [[t.y0, t.x0, t.y1, t.x1] for t in routing.patches], "exits": routing.exits.tolist(),
+                "defocus": _f32(folder, f"routed_{name}_defocus.f32", cells[..., 0]),
+                "routing": _f32(folder, f"routed_{name}_routing.f32", cells[..., 1]),
+            })
+    manifest["routed_pipeline"] = {"fake_model": ROUTED_FAKE, "cases": routed}
+
+
 def _write_orientation_vectors(folder: Path, manifest: dict) -> None:
     entries = []
     for name, pixels in [("rgb", np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)), ("gray", np.arange(4 * 6, dtype=np.uint8).reshape(4, 6))]:
@@ -446,24 +535,38 @@ def _write_meta_vectors(folder: Path, manifest: dict) -> None:
     and broken copies it must refuse with a message naming the key."""
     from daqe_tf.inference.routing import PATCH_OVERLAP
     from daqe_tf.models import build_model
-    from export.converter import metadata, metadata_text, signature_keys
+    from export.converter import OUTPUT_ROUTING, metadata, metadata_text, signature_keys
     from tests.export_cases import DAQE_TINY, TILE, build_case
     from tests.helpers import tiny_model
 
     def exported_meta(model) -> dict:
         return metadata(model, signature_keys(model, TILE), "float16", TILE, ["CONV_2D"])
 
+    def legacy(meta: dict) -> dict:
+        """The same metadata as exporters before the routing output wrote it: no routing keys."""
+        old = {k: v for k, v in meta.items() if k != "routing"}
+        old["outputs"] = {k: v for k, v in meta["outputs"].items() if k != "routing"}
+        return old
+
     valid = []
     colour = None
-    for name, model in [("daqe_colour", build_case("daqe_cnn")), ("daqe_gray", build_model("daqe", 1, texture="cnn", **GRAY_DAQE))]:
+    gray_model = build_model("daqe", 1, texture="cnn", **GRAY_DAQE)
+    for name, model, legacy_file in [("daqe_colour", build_case("daqe_cnn"), False), ("daqe_gray", gray_model, False),
+                                     ("daqe_gray_legacy", gray_model, True)]:
         meta = exported_meta(model)
+        if legacy_file:
+            meta = legacy(meta)
         colour = colour or meta
         (folder / f"{name}.tflite.json").write_text(metadata_text(meta))
         valid.append({"name": name, "file": f"{name}.tflite.json", "expected": {
             "image_channels": model.image_channels, "qmap_channels": model.qmap_channels, "num_exits": model.num_exits,
             "patch_size": model.patch_size, "patch_overlap": PATCH_OVERLAP, "thresholds": [float(t) for t in model.thresholds],
+            # Older files route by the defocus output (LiteRTModel.cell_maps does the same).
+            "routing": "defocus" if legacy_file else model.routing, "routing_output": None if legacy_file else OUTPUT_ROUTING,
         }})
     assert {v["expected"]["num_exits"] for v in valid} == {2, 3}
+    assert [v["expected"]["routing"] for v in valid] == ["readout", "defocus", "defocus"]
+    assert colour["routing"] == "readout" and colour["outputs"]["routing"] == OUTPUT_ROUTING
 
     broken = [(f"no_{key}", {k: v for k, v in colour.items() if k != key}, [f"missing key '{key}'"]) for key in META_KEYS]
     for name, changes, key in [
@@ -482,6 +585,12 @@ def _write_meta_vectors(folder: Path, manifest: dict) -> None:
         ("thresholds_decreasing", {"num_exits": 3, "thresholds": [1.0, 0.5]}, "thresholds"),
         ("thresholds_nan", {"thresholds": [float("nan")]}, "thresholds"),
         ("thresholds_text", {"thresholds": ["0.7"]}, "thresholds"),
+        ("routing_unknown", {"routing": "sharpness"}, "routing"),
+        ("routing_number", {"routing": 1}, "routing"),
+        ("outputs_list", {"outputs": ["enhanced", "defocus", "routing"]}, "outputs"),
+        ("routing_output_number", {"outputs": {**colour["outputs"], "routing": 1}}, "outputs"),
+        # A readout's thresholds are not in defocus units: without the routing output there is nothing to route by.
+        ("readout_without_output", {"outputs": legacy(colour)["outputs"]}, "outputs"),
     ]:
         broken.append((name, {**colour, **changes}, [f"'{key}'"]))
     # A real QGAUNet export: no routing keys, refused for its family before any of them is missed.
@@ -503,6 +612,7 @@ def _write_vectors(folder: Path) -> dict:
     _write_cluster_vectors(folder, manifest)
     _write_stitch_vectors(folder, manifest)
     _write_pipeline_vectors(folder, manifest)
+    _write_routing_vectors(folder, manifest)
     _write_orientation_vectors(folder, manifest)
     _write_meta_vectors(folder, manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -613,6 +723,8 @@ def test_kotlin_tests_read_every_vector_set(kotlin_run):
         "tile_defocus": len(manifest["tile_defocus"]),
         "stitch": len(manifest["stitch"]),
         "pipeline": len(manifest["pipeline"]["cases"]),
+        "routing_clusters": len(manifest["routing_clusters"]),
+        "routed_pipeline": len(manifest["routed_pipeline"]["cases"]),
         "orientation": len(manifest["orientation"]),
         "model_meta": len(manifest["model_meta"]["valid"]) + len(manifest["model_meta"]["broken"]),
     }

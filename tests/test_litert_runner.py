@@ -151,7 +151,7 @@ def test_files_without_a_routing_output_route_by_defocus(tmp_path):
     """Metadata written before the ``routing`` output: the defocus map stands in for the routing value."""
     model, paths = exported("daqe_cnn")  # routes by a readout, so its two maps differ
     meta = json.loads(metadata_path(paths["float32"]).read_text())
-    del meta["outputs"]["routing"]
+    del meta["outputs"]["routing"], meta["routing"]  # neither key existed then
     shutil.copyfile(paths["float32"], tmp_path / "old.tflite")
     metadata_path(tmp_path / "old.tflite").write_text(json.dumps(meta))
     inputs = jpeg_inputs(1, 32, 48, 3)
@@ -159,3 +159,15 @@ def test_files_without_a_routing_output_route_by_defocus(tmp_path):
     np.testing.assert_array_equal(old[..., 0], new[..., 0])
     np.testing.assert_array_equal(old[..., 1], old[..., 0])
     assert np.abs(new[..., 1] - new[..., 0]).max() > 0.05
+
+
+def test_a_readout_routed_file_without_its_routing_output_is_refused(tmp_path):
+    """Readout thresholds are not in defocus units: defocus must not silently stand in for them."""
+    _, paths = exported("daqe_cnn")
+    meta = json.loads(metadata_path(paths["float32"]).read_text())
+    assert meta["routing"] == "readout"
+    del meta["outputs"]["routing"]
+    shutil.copyfile(paths["float32"], tmp_path / "broken.tflite")
+    metadata_path(tmp_path / "broken.tflite").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="names no routing output"):
+        LiteRTModel(tmp_path / "broken.tflite")

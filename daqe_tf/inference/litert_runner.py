@@ -55,6 +55,9 @@ class LiteRTModel:
         missing = set(self.signature_keys()) - set(self._interpreter.get_signature_list())
         if missing:
             raise ModelFileError(f"{self.path}: lacks signatures {sorted(missing)} named in its metadata")
+        if self.metadata.get("routing", "defocus") != "defocus" and "routing" not in self.metadata["outputs"]:
+            # Its thresholds are not in defocus units, so defocus cannot stand in for the routing value.
+            raise ModelFileError(f"{self.path}: routes by {self.metadata['routing']!r} but its metadata names no routing output")
         self._runners: dict = {}
 
     def signature_keys(self) -> list[str]:

@@ -43,6 +43,12 @@ class LiteRtModel private constructor(
     private val defocusImage = Floats(windowSize * windowSize * channels)
     private val defocusQmap = Floats(windowSize * windowSize * meta.qmapChannels)
     private val defocusOut = Floats((windowSize / ModelContract.DEFOCUS_CELL) * (windowSize / ModelContract.DEFOCUS_CELL))
+    /** Files exported before the routing output route by defocus: there the defocus buffer is both maps. */
+    private val routingOut = if (meta.routingOutput != null) Floats(defocusOut.count) else defocusOut
+    private val defocusOutputs: Map<String, Any> = listOfNotNull(
+        ModelContract.OUTPUT_DEFOCUS to defocusOut.bytes,
+        meta.routingOutput?.let { it to routingOut.bytes }
+    ).toMap()
 
     /** A direct native-order buffer and a float view of it, reused for every call. */
     private class Floats(val count: Int) {
@@ -73,16 +79,18 @@ class LiteRtModel private constructor(
         exitOut.read(out)
     }
 
-    override fun runDefocus(image: FloatArray, qmap: FloatArray, out: FloatArray) {
+    override fun runDefocus(image: FloatArray, qmap: FloatArray, defocus: FloatArray, routing: FloatArray) {
         defocusImage.write(image)
         defocusQmap.write(qmap)
         defocusOut.bytes.rewind()
+        routingOut.bytes.rewind()
         interpreter.runSignature(
             mapOf(ModelContract.INPUT_IMAGE to defocusImage.bytes, ModelContract.INPUT_QMAP to defocusQmap.bytes),
-            mapOf(ModelContract.OUTPUT_DEFOCUS to defocusOut.bytes),
+            defocusOutputs,
             ModelContract.DEFOCUS_SIGNATURE
         )
-        defocusOut.read(out)
+        defocusOut.read(defocus)
+        routingOut.read(routing)
     }
 
     /**
@@ -95,9 +103,10 @@ class LiteRtModel private constructor(
         if (exitCount > 1) {
             withShapeArrays(1, windowSize, channels, q) { image, qmap ->
                 defocusOut.bytes.rewind()
+                routingOut.bytes.rewind()
                 interpreter.runSignature(
                     mapOf(ModelContract.INPUT_IMAGE to image, ModelContract.INPUT_QMAP to qmap),
-                    mapOf(ModelContract.OUTPUT_DEFOCUS to defocusOut.bytes),
+                    defocusOutputs,
                     ModelContract.DEFOCUS_SIGNATURE
                 )
             }
@@ -183,6 +192,9 @@ class LiteRtModel private constructor(
             }
             try {
                 ModelContract.checkSignatures(interpreter.signatureKeys, meta)
+                if (meta.numExits > 1) {
+                    ModelContract.checkDefocusOutputs(interpreter.getSignatureOutputs(ModelContract.DEFOCUS_SIGNATURE), meta)
+                }
                 return LiteRtModel(interpreter, gpu, meta, backend)
             } catch (e: Exception) {
                 interpreter.close()

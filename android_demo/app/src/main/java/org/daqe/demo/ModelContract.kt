@@ -4,14 +4,19 @@ import android.content.res.AssetManager
 import org.daqe.demo.core.ModelMeta
 
 /**
- * Everything the app assumes about the exported model, in one place: the model is being built
- * alongside the app, so when the exporter changes, this file (and, for the metadata keys,
- * [ModelMeta]) is the one to update.
+ * Everything the app assumes about the exported model, in one place: when the exporter changes,
+ * this file (and, for the metadata keys, [ModelMeta]) is the one to update.
  *
  * Signatures of the `.tflite` (inputs float32 NHWC, image in [0, 1]):
- * - `defocus`: `image` [1,H,W,C], `qmap` [1,H,W,Q] -> `defocus` [1,H/16,W/16,1], log1p(blur sigma).
+ * - `defocus`: `image` [1,H,W,C], `qmap` [1,H,W,Q] -> `defocus` [1,H/16,W/16,1], log1p(blur sigma),
+ *   and `routing` [1,H/16,W/16,1], the value per cell whose patch mean the thresholds split: the
+ *   defocus itself when the metadata's `routing` is "defocus", a learned readout when "readout".
+ *   The metadata names it (`outputs.routing`); files exported before it have only `defocus` and
+ *   route by it. The app reads both: the routing map picks the exits, the defocus map is kept for
+ *   display (`EnhanceResult.defocusMap`).
  * - `exit_0` ... `exit_{N-1}`: `image` [B,P,P,C], `qmap` [B,P,P,Q] -> `enhanced` [B,P,P,C].
- *   Exit 0 is the cheapest (for the most defocused patches), exit N-1 the deepest.
+ *   Exit 0 is the cheapest (for the patches of highest routing value, e.g. the most defocused),
+ *   exit N-1 the deepest.
  * - `tile_<S>`: `image` [1,S,S,C], `qmap` [1,S,S,Q] -> `enhanced` [1,S,S,C], a fixed-shape entry for
  *   delegates that need static shapes. Not used by this demo (it runs the per-patch exits).
  * C = 3 (Q = 2: luma and chroma step maps) for colour models, C = 1 (Q = 1) for grayscale ones.
@@ -61,6 +66,18 @@ object ModelContract {
         val missing = requiredSignatures(meta).filter { it !in available }
         require(missing.isEmpty()) {
             "the model lacks signatures ${missing.joinToString()} (it has ${available.joinToString()}); re-export it"
+        }
+    }
+
+    /** Outputs the app reads from [DEFOCUS_SIGNATURE]: the defocus map, and the routing map when the metadata names one. */
+    fun requiredDefocusOutputs(meta: ModelMeta): List<String> = listOfNotNull(OUTPUT_DEFOCUS, meta.routingOutput)
+
+    /** A metadata file from another export than the model would route by a map the model lacks: fail early, say which. */
+    fun checkDefocusOutputs(available: Array<String>, meta: ModelMeta) {
+        val missing = requiredDefocusOutputs(meta).filter { it !in available }
+        require(missing.isEmpty()) {
+            "the model's '$DEFOCUS_SIGNATURE' signature lacks outputs ${missing.joinToString()} " +
+                "(it has ${available.joinToString()}); model and $META_ASSET must come from the same export"
         }
     }
 }

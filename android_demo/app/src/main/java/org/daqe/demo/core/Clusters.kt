@@ -1,14 +1,15 @@
 package org.daqe.demo.core
 
 /**
- * Routes each patch to an exit of the early-exit model from how defocused it is, as
- * `daqe_tf/models/daqe/clusters.py` does inside the model.
+ * Routes each patch to an exit of the early-exit model from its mean routing value, as
+ * `daqe_tf/models/daqe/clusters.py` does inside the model and `route_patches` in the Python runtime.
  *
- * Blurred (defocused) areas lost little detail to JPEG and gain little from the deep exits, so
- * they get the cheap ones: with N exits and N-1 non-decreasing thresholds,
- * cluster = (N-1) - #{i : d > t_i}, compared in float32. The most defocused patches get cluster 0
- * (cheapest exit), the sharpest N-1 (deepest exit); a value equal to a threshold goes to the
- * sharper side. The defocus map holds log1p(blur sigma) per 16x16 cell.
+ * The routing map holds one value per 16x16 cell: the predicted defocus, log1p(blur sigma), or the
+ * model's learned readout ([RoutingSignal]). Either way a higher value means less to gain from the
+ * deep exits (blurred areas lost little detail to JPEG), so with N exits and N-1 non-decreasing
+ * thresholds, cluster = (N-1) - #{i : v > t_i}, compared in float32. The highest values get
+ * cluster 0 (cheapest exit), the lowest N-1 (deepest exit); a value equal to a threshold goes to
+ * the deeper side.
  */
 object Clusters {
     /** Rejects thresholds that are not finite or that decrease (equal neighbours are allowed, as in Python). */
@@ -21,22 +22,23 @@ object Clusters {
         }
     }
 
-    /** Exit index for a patch of mean defocus [defocus]; NaN exceeds nothing, so it counts as sharp. */
-    fun clusterOf(defocus: Float, thresholds: FloatArray): Int {
+    /** Exit index for a patch of mean routing value [value]; NaN exceeds nothing, so it takes the deepest exit. */
+    fun clusterOf(value: Float, thresholds: FloatArray): Int {
         var exceeded = 0
-        for (t in thresholds) if (defocus > t) exceeded++
+        for (t in thresholds) if (value > t) exceeded++
         return thresholds.size - exceeded
     }
 
     /**
-     * Mean of the defocus cells under [tile]: cell rows [y0 / 16, ceil(y1 / 16)), same for columns,
-     * summed in double and rounded to float32. For tiles on the model's own patch grid this is
+     * Mean of the cells of a per-cell [map] (routing or defocus) under [tile], as Python's
+     * `patch_mean`: cell rows [y0 / 16, ceil(y1 / 16)), same for columns, summed in double and
+     * rounded to float32. For tiles on the model's own patch grid this is
      * `patch_defocus_from_map` (partial patches average the cells they hold); overlapping tiles
      * average the cells they cover. Clamped to the map, so a map rounded down still gives every tile
      * at least one cell. [map] is mapHeight x mapWidth, row-major.
      */
-    fun patchDefocus(map: FloatArray, mapHeight: Int, mapWidth: Int, tile: Tile): Float {
-        require(mapHeight > 0 && mapWidth > 0 && map.size >= mapHeight * mapWidth) { "defocus map is empty or too small" }
+    fun patchMean(map: FloatArray, mapHeight: Int, mapWidth: Int, tile: Tile): Float {
+        require(mapHeight > 0 && mapWidth > 0 && map.size >= mapHeight * mapWidth) { "cell map is empty or too small" }
         val r0 = minOf(tile.y0 / CellGrid.CELL, mapHeight - 1)
         val r1 = maxOf(minOf(CellGrid.cells(tile.y1), mapHeight), r0 + 1)
         val c0 = minOf(tile.x0 / CellGrid.CELL, mapWidth - 1)
@@ -46,9 +48,9 @@ object Clusters {
         return (sum / ((r1 - r0) * (c1 - c0))).toFloat()
     }
 
-    /** Exit index per tile of [plan], row-major. */
-    fun assign(plan: TilePlan, map: FloatArray, mapHeight: Int, mapWidth: Int, thresholds: FloatArray): IntArray {
+    /** Exit index per tile of [plan], row-major, from the [routing] map (mapHeight x mapWidth cells). */
+    fun assign(plan: TilePlan, routing: FloatArray, mapHeight: Int, mapWidth: Int, thresholds: FloatArray): IntArray {
         checkThresholds(thresholds)
-        return IntArray(plan.size) { clusterOf(patchDefocus(map, mapHeight, mapWidth, plan.tile(it)), thresholds) }
+        return IntArray(plan.size) { clusterOf(patchMean(routing, mapHeight, mapWidth, plan.tile(it)), thresholds) }
     }
 }

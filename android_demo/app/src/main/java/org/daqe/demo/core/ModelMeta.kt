@@ -6,9 +6,12 @@ package org.daqe.demo.core
  * key names, its other keys ignored. A missing or invalid key fails with a message naming it,
  * so a model that does not fit the app is refused before any buffer is sized from it.
  *
- * [thresholds]: [numExits] - 1 non-decreasing patch-defocus thresholds, log1p(sigma).
+ * [thresholds]: [numExits] - 1 non-decreasing thresholds on a patch's mean [routing] value.
+ * [routing]: which per-cell signal that is (the exporter's `routing`; defocus when absent).
  * [patchOverlap]: the overlap the Python routing asks `plan_tiles` for (`PATCH_OVERLAP`), so the
  * phone plans the same patches.
+ * [routingOutput]: the `defocus` signature's output holding the routing value per cell
+ * (`outputs.routing`); null for files exported before it, which route by the defocus output.
  */
 class ModelMeta(
     val imageChannels: Int,
@@ -16,7 +19,9 @@ class ModelMeta(
     val numExits: Int,
     val patchSize: Int,
     val patchOverlap: Int,
-    val thresholds: FloatArray
+    val thresholds: FloatArray,
+    val routing: RoutingSignal = RoutingSignal.DEFOCUS,
+    val routingOutput: String? = null
 ) {
     init {
         check(imageChannels == 1 || imageChannels == 3, "image_channels", "must be 1 or 3, got $imageChannels")
@@ -33,6 +38,9 @@ class ModelMeta(
         } catch (e: IllegalArgumentException) {
             throw IllegalArgumentException("model metadata: 'thresholds': ${e.message}")
         }
+        // Without its own output, a readout model's thresholds would be compared with defocus values.
+        check(routing == RoutingSignal.DEFOCUS || routingOutput != null, "outputs",
+            "names no 'routing' output, which routing '${routing.key}' needs (re-export with python -m export.main)")
     }
 
     companion object {
@@ -68,7 +76,7 @@ class ModelMeta(
             val format = int("format")
             check(format == FORMAT, "format", "is $format; this app reads format $FORMAT (update ModelMeta or re-export)")
             val family = string("family")
-            check(family == FAMILY, "family", "is '$family'; the app routes patches by defocus and needs a '$FAMILY' export")
+            check(family == FAMILY, "family", "is '$family'; the app routes patches with the defocus head and needs a '$FAMILY' export")
             val io = string("io_dtype")
             check(io == IO_DTYPE, "io_dtype", "must be '$IO_DTYPE', got '$io'")
             val cell = int("defocus_cell")
@@ -79,14 +87,40 @@ class ModelMeta(
                 (t[it] as? Double)?.toFloat()
                     ?: throw IllegalArgumentException("model metadata: 'thresholds' must hold numbers, got ${t[it]}")
             }
+            // Both routing keys are optional: files exported before them route by defocus.
+            val routing = o["routing"]?.let { key ->
+                (key as? String)?.let { RoutingSignal.fromKey(it) } ?: throw IllegalArgumentException(
+                    "model metadata: 'routing' must be ${RoutingSignal.values().joinToString(" or ") { "'${it.key}'" }}, got $key"
+                )
+            } ?: RoutingSignal.DEFOCUS
+            val outputs = o["outputs"]?.let {
+                it as? Map<*, *> ?: throw IllegalArgumentException("model metadata: 'outputs' must be an object, got $it")
+            }
+            val routingOutput = outputs?.get("routing")?.let {
+                it as? String ?: throw IllegalArgumentException("model metadata: 'outputs' must name the routing output by a string, got $it")
+            }
             return ModelMeta(
                 imageChannels = int("image_channels"),
                 qmapChannels = int("qmap_channels"),
                 numExits = int("num_exits"),
                 patchSize = int("patch_size"),
                 patchOverlap = int("patch_overlap"),
-                thresholds = thresholds
+                thresholds = thresholds,
+                routing = routing,
+                routingOutput = routingOutput
             )
         }
+    }
+}
+
+/** The per-cell signal a model's thresholds split into clusters: the exporter's `routing` key. */
+enum class RoutingSignal(val key: String) {
+    /** The predicted defocus, log1p(blur sigma). */
+    DEFOCUS("defocus"),
+    /** A learned linear readout of the defocus head's features (higher = cheaper exit). */
+    READOUT("readout");
+
+    companion object {
+        fun fromKey(key: String): RoutingSignal? = values().firstOrNull { it.key == key }
     }
 }

@@ -21,12 +21,17 @@ interface PatchModel {
     fun runExit(exit: Int, count: Int, image: FloatArray, qmap: FloatArray, out: FloatArray)
 }
 
-/** The model's defocus head on a fixed windowSize x windowSize window: log1p(blur sigma) per 16x16 cell. */
+/**
+ * The model's defocus head on a fixed windowSize x windowSize window, giving two maps per 16x16 cell:
+ * the predicted defocus, log1p(blur sigma), shown to people, and the routing value the thresholds
+ * split (the defocus itself, or the model's learned readout; see [RoutingSignal]). One call gives
+ * both, so every model takes the same path; one that routes by defocus writes it to both.
+ */
 interface DefocusModel {
     val windowSize: Int
 
-    /** [image] D x D x C and [qmap] D x D x Q in, (D / 16) x (D / 16) values out. */
-    fun runDefocus(image: FloatArray, qmap: FloatArray, out: FloatArray)
+    /** [image] D x D x C and [qmap] D x D x Q in; (D / 16) x (D / 16) values out to [defocus] and to [routing]. */
+    fun runDefocus(image: FloatArray, qmap: FloatArray, defocus: FloatArray, routing: FloatArray)
 }
 
 /** An enhanced image and how it was made. */
@@ -35,8 +40,10 @@ class EnhanceResult(
     /** The patch plan; [exits] holds the exit used for each of its tiles, row-major. */
     val plan: TilePlan,
     val exits: IntArray,
-    /** ceil(H / 16) x ceil(W / 16) defocus map, or null when it was not needed (one exit). */
+    /** ceil(H / 16) x ceil(W / 16) predicted defocus per cell, for display; null when not needed (one exit). */
     val defocusMap: FloatArray?,
+    /** The routing value per cell, same layout, that [exits] were chosen by; null with [defocusMap]. */
+    val routingMap: FloatArray?,
     val defocusNanos: Long,
     val exitNanos: Long
 ) {
@@ -49,9 +56,9 @@ class EnhanceResult(
 }
 
 /**
- * Whole-image enhancement with per-patch exits: defocus map -> exit per patch -> batched exits ->
- * blended output. The same steps as the Python pipeline's `enhance_pixels` (tiles, Q-map, gray/colour
- * adaptation, blending, rounding), plus the defocus routing of the early-exit model.
+ * Whole-image enhancement with per-patch exits: defocus and routing maps -> exit per patch (by the
+ * routing map) -> batched exits -> blended output. The same steps as the Python pipeline's
+ * `enhance_pixels` (tiles, Q-map, gray/colour adaptation, routing, blending, rounding).
  *
  * Windows that run past the image edge are padded to the fixed model size by repeating the edge
  * pixels; the Q-map continues the block grid there. Only the in-image part of each output is blended.
@@ -83,11 +90,13 @@ class TiledEnhancer(
         val spec = QMapSpec.forModel(header, model.channels)
         if (image.channels == 3 && model.channels == 1) {
             val y = enhanceMatched(LumaChroma.luma(image), spec, progress)
-            return EnhanceResult(LumaChroma.withLuma(image, y.image), y.plan, y.exits, y.defocusMap, y.defocusNanos, y.exitNanos)
+            return EnhanceResult(LumaChroma.withLuma(image, y.image), y.plan, y.exits, y.defocusMap, y.routingMap, y.defocusNanos, y.exitNanos)
         }
         if (image.channels == 1 && model.channels == 3) {
             val rgb = enhanceMatched(LumaChroma.replicate(image), spec, progress)
-            return EnhanceResult(LumaChroma.channelMean(rgb.image), rgb.plan, rgb.exits, rgb.defocusMap, rgb.defocusNanos, rgb.exitNanos)
+            return EnhanceResult(
+                LumaChroma.channelMean(rgb.image), rgb.plan, rgb.exits, rgb.defocusMap, rgb.routingMap, rgb.defocusNanos, rgb.exitNanos
+            )
         }
         return enhanceMatched(image, spec, progress)
     }
@@ -101,50 +110,56 @@ class TiledEnhancer(
         }
         val total = plan.size + (defocusPlan?.size ?: 0)
         val started = System.nanoTime()
-        var map: FloatArray? = null
+        var maps: CellMaps? = null
         val exits: IntArray
         if (defocusPlan != null && defocus != null) {
-            map = defocusMap(image, spec, defocus, defocusPlan, progress, total)
-            exits = Clusters.assign(plan, map, CellGrid.cells(image.height), CellGrid.cells(image.width), thresholds)
+            maps = cellMaps(image, spec, defocus, defocusPlan, progress, total)
+            exits = Clusters.assign(plan, maps.routing, CellGrid.cells(image.height), CellGrid.cells(image.width), thresholds)
         } else {
             exits = IntArray(plan.size) { model.exitCount - 1 }
         }
         val defocusDone = System.nanoTime()
         val out = runExits(image, spec, plan, exits) { done -> progress?.invoke(total - plan.size + done, total) }
-        return EnhanceResult(out, plan, exits, map, defocusDone - started, System.nanoTime() - defocusDone)
+        return EnhanceResult(out, plan, exits, maps?.defocus, maps?.routing, defocusDone - started, System.nanoTime() - defocusDone)
     }
 
-    /** Runs the defocus head window by window; each 16x16 cell comes from the window that owns it. */
-    private fun defocusMap(
+    /** The two whole-image maps of [DefocusModel], ceil(H / 16) x ceil(W / 16) each. */
+    private class CellMaps(val defocus: FloatArray, val routing: FloatArray)
+
+    /** Runs the defocus head window by window; each 16x16 cell of both maps comes from the window that owns it. */
+    private fun cellMaps(
         image: Image8, spec: QMapSpec, model: DefocusModel, plan: TilePlan,
         progress: ((Int, Int) -> Unit)?, total: Int
-    ): FloatArray {
+    ): CellMaps {
         val size = model.windowSize
         val local = size / CellGrid.CELL
         val mapWidth = CellGrid.cells(image.width)
-        val map = FloatArray(CellGrid.cells(image.height) * mapWidth)
+        val maps = CellMaps(FloatArray(CellGrid.cells(image.height) * mapWidth), FloatArray(CellGrid.cells(image.height) * mapWidth))
         val rowOwner = CellGrid.rowOwners(plan)
         val colOwner = CellGrid.colOwners(plan)
         val pixels = FloatArray(size * size * image.channels)
         val qmap = FloatArray(size * size * spec.channels)
-        val out = FloatArray(local * local)
+        val defocusOut = FloatArray(local * local)
+        val routingOut = FloatArray(local * local)
         for (r in 0 until plan.rows) {
             for (c in 0 until plan.cols) {
                 val t = plan.tile(r, c)
                 Patches.pack(image, t.y0, t.x0, size, pixels, 0)
                 spec.fill(t.y0, t.x0, size, size, qmap, 0)
-                model.runDefocus(pixels, qmap, out)
+                model.runDefocus(pixels, qmap, defocusOut, routingOut)
                 for (cy in rowOwner.indices) {
                     if (rowOwner[cy] != r) continue
                     for (cx in colOwner.indices) {
                         if (colOwner[cx] != c) continue
-                        map[cy * mapWidth + cx] = out[(cy - t.y0 / CellGrid.CELL) * local + (cx - t.x0 / CellGrid.CELL)]
+                        val cell = (cy - t.y0 / CellGrid.CELL) * local + (cx - t.x0 / CellGrid.CELL)
+                        maps.defocus[cy * mapWidth + cx] = defocusOut[cell]
+                        maps.routing[cy * mapWidth + cx] = routingOut[cell]
                     }
                 }
                 progress?.invoke(r * plan.cols + c + 1, total)
             }
         }
-        return map
+        return maps
     }
 
     /** Per plan row: batch the row's patches by exit, run them, then blend the row in plan order. */

@@ -2,6 +2,7 @@ package org.daqe.demo.core
 
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
+import org.junit.Assert.assertFalse
 import org.junit.Test
 
 class ClustersTest {
@@ -41,7 +42,7 @@ class ClustersTest {
             val ids = v["ids"].ints()
             for (r in 0 until rows) for (c in 0 until cols) {
                 val tile = Tile(r * patch, c * patch, minOf(r * patch + patch, height), minOf(c * patch + patch, width))
-                val mean = Clusters.patchDefocus(map, mh, mw, tile)
+                val mean = Clusters.patchMean(map, mh, mw, tile)
                 assertEquals("patch ($r, $c) of $v", means[r * cols + c], mean, 0f)
                 assertEquals("patch ($r, $c) exit", ids[r * cols + c], Clusters.clusterOf(mean, thresholds))
             }
@@ -60,12 +61,31 @@ class ClustersTest {
             val mw = v["map_width"].int()
             val means = floats(v["means"])
             for (i in 0 until plan.size) {
-                val ours = Clusters.patchDefocus(map, mh, mw, plan.tile(i))
+                val ours = Clusters.patchMean(map, mh, mw, plan.tile(i))
                 assertEquals("tile $i of $v", means[i], ours, Math.ulp(means[i]))
             }
             assertArrayEquals(v["ids"].ints(), Clusters.assign(plan, map, mh, mw, floats(v["thresholds"])))
         }
         Vectors.report("tile_defocus", sets.size)
+    }
+
+    /** Python's `route_patches` on maps where routing and defocus disagree: the exits follow the routing map. */
+    @Test
+    fun exitsFollowTheRoutingMapNotTheDefocusMap() {
+        val sets = Vectors.section("routing_clusters").arr()
+        for (s in sets) {
+            val v = s.obj()
+            val plan = TilePlan.plan(v["height"].int(), v["width"].int(), v["patch"].int(), v["overlap"].int())
+            val mh = v["map_height"].int()
+            val mw = v["map_width"].int()
+            val thresholds = floats(v["thresholds"])
+            val ids = v["ids"].ints()
+            assertArrayEquals("routing $v", ids, Clusters.assign(plan, Vectors.floats(v["routing"] as String), mh, mw, thresholds))
+            val byDefocus = Clusters.assign(plan, Vectors.floats(v["defocus"] as String), mh, mw, thresholds)
+            assertArrayEquals("defocus $v", v["ids_by_defocus"].ints(), byDefocus)
+            assertFalse("the two maps must disagree for this check to mean anything", ids.contentEquals(byDefocus))
+        }
+        Vectors.report("routing_clusters", sets.size)
     }
 
     @Test

@@ -35,6 +35,8 @@ class ModelMetaTest {
             assertEquals("$name patch_overlap", e["patch_overlap"].int(), meta.patchOverlap)
             val thresholds = e["thresholds"].doubles().map { it.toFloat() }.toFloatArray()
             assertArrayEquals("$name thresholds", thresholds, meta.thresholds, 0f)
+            assertEquals("$name routing", e["routing"] as String, meta.routing.key)
+            assertEquals("$name routing output", e["routing_output"] as String?, meta.routingOutput)
         }
         val broken = set["broken"].arr()
         for (case in broken) {
@@ -56,6 +58,26 @@ class ModelMetaTest {
         val meta = ModelMeta.parse(json.replace("\"thresholds\"", "\"patch_overlap\": 16, \"thresholds\""))
         assertEquals(16, meta.patchOverlap)
         assertEquals(64, meta.patchSize)
+    }
+
+    /** Files without the routing keys route by the defocus output; a readout needs its own output. */
+    @Test
+    fun routingKeysAreOptionalButMustFit() {
+        val base = """{"format": 1, "family": "daqe", "io_dtype": "float32", "defocus_cell": 16, "image_channels": 3,
+            "qmap_channels": 2, "num_exits": 2, "patch_size": 64, "patch_overlap": 0, "thresholds": [0.7]"""
+        val old = ModelMeta.parse("$base}")
+        assertEquals(RoutingSignal.DEFOCUS, old.routing)
+        assertEquals(null, old.routingOutput)
+        val outputs = """"outputs": {"exits": "enhanced", "defocus": "defocus", "routing": "routing"}"""
+        val readout = ModelMeta.parse("""$base, "routing": "readout", $outputs}""")
+        assertEquals(RoutingSignal.READOUT, readout.routing)
+        assertEquals("routing", readout.routingOutput)
+        assertEquals(RoutingSignal.DEFOCUS, ModelMeta.parse("""$base, "routing": "defocus", $outputs}""").routing)
+        assertEquals(
+            "model metadata: 'outputs' names no 'routing' output, which routing 'readout' needs (re-export with python -m export.main)",
+            refusal("""$base, "routing": "readout"}""")
+        )
+        assertEquals("model metadata: 'routing' must be 'defocus' or 'readout', got blur", refusal("""$base, "routing": "blur", $outputs}"""))
     }
 
     @Test
