@@ -7,7 +7,7 @@
 Why: DAQE's claim is quality close to running every patch through the deepest exit at a fraction
 of its compute, because defocused patches leave early. So each DAQE model (CNN or Transformer
 texture: any ``.keras`` on the command line) is scored twice through the same patch plan and
-blending: routed by predicted defocus ("dynamic") and with every patch forced through the deepest
+blending: routed by the model's routing value, predicted defocus or its readout ("dynamic") and with every patch forced through the deepest
 exit; QGAUNet models run their deepest exit through the tile pipeline. ``--all_exits`` also forces
 every other exit (DAQE: every patch of the plan through exit k; QGAUNet: exit k on every tile),
 which answers the ablation directly: is routing by defocus better than one fixed exit of the same
@@ -78,7 +78,7 @@ class ComputeMeter:
 def score(model, mode: str, folder: Path, space: str, grayscale: bool, qualities, max_images: int, earlier_jpeg=None):
     """(metrics per QF, {QF: {"macs", "pixels", "exits"}}) of one model in one mode on one set.
 
-    ``mode``: "dynamic" (DAQE exits by predicted defocus) or "exit k" (every patch or tile through exit k).
+    ``mode``: "dynamic" (DAQE exits by the model's routing value) or "exit k" (every patch or tile through exit k).
     ``earlier_jpeg``: double compression, as in :func:`daqe_tf.evaluation.evaluate_folder`.
     """
     meter = ComputeMeter(model)
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
                                         1 - (dyn_use[q]["macs"] / dyn_use[q]["pixels"]) / (deep_use[q]["macs"] / deep_use[q]["pixels"]),
                                         exits / exits.sum()))
 
-    print("PSNR \\| SSIM \\| PSNR-B; colour on RGB, gray on Y. dynamic = exits by predicted defocus, "
+    print("PSNR \\| SSIM \\| PSNR-B; colour on RGB, gray on Y. dynamic = exits by the model's routing value (defocus or readout), "
           "exit k = every patch (DAQE) or tile (QGAUNet) through exit k")
     print("| set | model | mode | " + " | ".join(f"QF{q}" for q in qualities) + " |")
     print("|---|---|---|" + "---|" * len(qualities))

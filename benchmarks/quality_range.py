@@ -11,7 +11,7 @@ to run by default. Each case compresses the evaluation images as in ``benchmarks
 at QF A, cut at offset (dy, dx) so the first grid is shifted (``@0,0``: aligned), then at QF B;
 the metrics are against the original. Printed per set and mode: JPEG and model PSNR, the gain
 in PSNR and PSNR-B, and the mean multiply-accumulates per image pixel. ``default`` is what the
-CLI runs (DAQE: exits by predicted defocus; QGA U-Net: its deepest exit); ``deepest`` forces
+CLI runs (DAQE: exits by its routing value; QGA U-Net: its deepest exit); ``deepest`` forces
 the deepest exit everywhere. Defaults: the shipped models on LIVE1 colour, LIVE1 gray and Classic5.
 """
 from __future__ import annotations

@@ -187,7 +187,7 @@ def enhance_routed(
 ) -> tuple[np.ndarray, Routing]:
     """Enhance uint8 pixels (channels matching the model) patch by patch; returns (pixels, routing).
 
-    ``exit_index=None`` routes each patch by its predicted defocus; an int forces that exit for
+    ``exit_index=None`` routes each patch by its routing value; an int forces that exit for
     every patch through the same plan and blending (the all-deepest reference of the benchmarks).
     """
     height, width = pixels.shape[:2]
