@@ -207,3 +207,29 @@ def test_budget_refit_meets_the_compute_budget(tmp_path, image_folder):
     exits = assign_clusters(np.concatenate([patch_routing_values(refit, image, 10) for image in images]), refit.thresholds)
     costs = np.array([count_macs(refit, refit.patch_size, refit.patch_size, k) for k in range(3)])
     assert costs[exits].mean() <= 0.5 * costs[-1] + 1e-6
+
+
+def test_train_layers_refine_early_exits_and_keep_the_deepest_bit_identical(tmp_path, image_folder):
+    """``--train_layers``: only the named layers change; ``best.keras`` is picked on the deepest supervised exit."""
+    import keras
+
+    from train.loop import Trainer
+
+    run_dir = tmp_path / "refine"
+    keras.utils.set_random_seed(0)
+    trained = ("texture0", "exit0_head", "texture1", "exit1_head")
+    trainer = Trainer(_config(run_dir, image_folder, steps=3, learning_rate=1e-2, exit_weights=(1.0, 1.0, 0.0),
+                              train_layers=trained))
+    assert trainer.selection_exit == 1
+    before = {layer.name: [np.array(w) for w in layer.get_weights()] for layer in trainer.model.layers}
+    trainer.run()
+    for layer in trainer.model.layers:
+        same = all(np.array_equal(a, b) for a, b in zip(before[layer.name], layer.get_weights()))
+        assert same == (layer.name not in trained), layer.name  # exit heads start at zero, so they move at once
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["train_layers"] == list(trained)
+
+    with pytest.raises(ValueError, match="texture9"):
+        Trainer(_config(tmp_path / "bad", image_folder, steps=1, train_layers=("texture9",)))
+    with pytest.raises(ValueError, match="at least one"):
+        Trainer(_config(tmp_path / "bad2", image_folder, steps=1, exit_weights=(0.0, 0.0, 0.0)))

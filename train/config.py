@@ -28,6 +28,7 @@ class TrainConfig:
     ema_momentum: float = 0.995
     loss: str = "l2"
     exit_weights: tuple = ()
+    train_layers: tuple = ()  # names of the model's layers to train; the others are frozen (empty = all)
     cluster_exit_weight: float = 1.0  # DAQE: extra weight on the exit of each batch's own cluster
     defocus_loss_weight: float = 1.0  # DAQE: weight of the defocus head's L1 on cell targets
     label_cache_dir: str = "data_cache/defocus"  # DAQE: pseudo-label cache
@@ -60,7 +61,7 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> "TrainConfig":
         data = dict(data)
         data["degradation"] = DegradationConfig(**data.get("degradation", {}))
-        for key in ("exit_weights", "eval_qualities"):
+        for key in ("exit_weights", "train_layers", "eval_qualities"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)

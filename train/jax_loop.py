@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from train.config import TrainConfig
-from train.loop import Trainer
+from train.loop import Trainer, freeze_except
 from train.losses import step_loss
 from train.optim import make_optimizer
 
@@ -41,6 +41,7 @@ class JaxTrainer(Trainer):
         self.strategy = None
         self._open_run(cfg, chief=True, replicas=1, resume=resume)
         self.model = build_model(cfg.family, cfg.image_channels, **cfg.model_config)
+        freeze_except(self.model, cfg.train_layers)
         self.base_optimizer, self.schedule = make_optimizer(cfg)
         self.optimizer = self.base_optimizer
         self.optimizer.build(self.model.trainable_variables)

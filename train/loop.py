@@ -88,6 +88,31 @@ def default_exit_weights(num_exits: int) -> tuple:
     return tuple(float(w) for w in np.linspace(0.5, 1.0, num_exits))
 
 
+def freeze_except(model, names) -> None:
+    """Train only the model's layers called ``names`` (all when empty); the others keep their weights.
+
+    Refines some parts of a trained model and leaves the rest bit-identical: e.g. a DAQE model's
+    early exits (``texture0,exit0_head,texture1,exit1_head``) while its deepest exit stays as it was.
+    Call before the optimizer is built. ValueError names what the model does not have.
+    """
+    if not names:
+        return
+    layers = {layer.name: layer for layer in model.layers}
+    unknown = sorted(set(names) - set(layers))
+    if unknown:
+        raise ValueError(f"--train_layers {','.join(unknown)}: {type(model).__name__} has layers {', '.join(layers)}")
+    for name, layer in layers.items():
+        layer.trainable = name in names
+
+
+def selection_exit(exit_weights) -> int:
+    """The exit whose validation gain picks ``best.keras``: the deepest one with a loss weight > 0."""
+    supervised = [k for k, w in enumerate(exit_weights) if w > 0]
+    if not supervised:
+        raise ValueError(f"exit weights {list(exit_weights)}: at least one must be > 0")
+    return supervised[-1]
+
+
 def make_validation_pairs(cfg: TrainConfig):
     """Fixed (inputs, target, quality) pairs from the validation images, centre-cropped."""
     from daqe_tf.jpeg.qmap import qmap_from_tables
@@ -137,6 +162,7 @@ class Trainer:
         with self.strategy.scope():
             with global_dtype_policy("mixed_float16" if cfg.mixed_precision else keras.mixed_precision.global_policy()):
                 self.model = build_model(cfg.family, cfg.image_channels, **cfg.model_config)
+            freeze_except(self.model, cfg.train_layers)
             self.base_optimizer, self.schedule = make_optimizer(cfg)
             # float16 gradients underflow without loss scaling; the wrapper skips steps with inf/NaN.
             self.optimizer = (keras.optimizers.LossScaleOptimizer(self.base_optimizer) if cfg.mixed_precision
@@ -195,6 +221,9 @@ class Trainer:
         """With model and optimizer built: initial state, DAQE labels, resume from the last checkpoint, config.json."""
         cfg = self.cfg
         self.exit_weights = cfg.exit_weights or default_exit_weights(self.model.num_exits)
+        if len(self.exit_weights) != self.model.num_exits:
+            raise ValueError(f"{len(self.exit_weights)} exit weights for a model with {self.model.num_exits} exits")
+        self.selection_exit = selection_exit(self.exit_weights)
         self.state = {"step": 0, "batch_index": 0, "seed": cfg.seed, "replicas": self.replicas,
                       "best_val_psnr_gain": None, "train_seconds": 0.0}
         if cfg.family == "daqe":
@@ -636,9 +665,10 @@ class Trainer:
         self._summaries(step, scalars)
 
     def _log_validation(self, step: int, pairs, elapsed: float):
-        """The ``val`` record and summaries; ``best.keras`` when the deepest exit's mean gain is a new best."""
+        """The ``val`` record and summaries; ``best.keras`` when the mean gain of the deepest supervised
+        exit (``selection_exit``: the deepest one unless its loss weight is 0) is a new best."""
         gains = self.validate(pairs)
-        score = float(np.mean([v for k, v in gains.items() if k.endswith(f"exit{self.model.num_exits - 1}")]))
+        score = float(np.mean([v for k, v in gains.items() if k.endswith(f"exit{self.selection_exit}")]))
         self.log(f"step {step} val PSNR gain {json.dumps({k: round(v, 3) for k, v in gains.items()})}",
                  kind="val", step=step, gains=gains, train_seconds=elapsed)
         self._summaries(step, {f"val_psnr_gain/{k}": v for k, v in gains.items()}, self._validation_images())

@@ -47,6 +47,9 @@ flags.DEFINE_integer("warmup_steps", 200, "Linear warm-up steps.")
 flags.DEFINE_float("ema_momentum", 0.995, "EMA of weights for validation and saved models (0 = off).")
 flags.DEFINE_enum("loss", "l2", ["l1", "charbonnier", "l2"], "Pixel loss (L2 learns fastest for PSNR).")
 flags.DEFINE_list("exit_weights", [], "Deep-supervision weight per exit (default: 0.5..1).")
+flags.DEFINE_list("train_layers", [], "Train only these layers of the model (names as in model.layers; default all), "
+                  "freezing the rest: e.g. texture0,exit0_head,texture1,exit1_head refines a DAQE model's early exits "
+                  "and keeps its deepest exit bit-identical (give that exit weight 0 in --exit_weights).")
 flags.DEFINE_float("cluster_exit_weight", 1.0, "DAQE: extra loss weight on the exit of each batch's own cluster.")
 flags.DEFINE_float("defocus_loss_weight", 1.0, "DAQE: weight of the defocus head's L1 on pseudo-label cells.")
 flags.DEFINE_string("label_cache_dir", "data_cache/defocus", "DAQE: cache folder of the defocus pseudo labels.")
@@ -101,6 +104,7 @@ def config_from_flags() -> TrainConfig:
         ema_momentum=FLAGS.ema_momentum,
         loss=FLAGS.loss,
         exit_weights=tuple(float(w) for w in FLAGS.exit_weights),
+        train_layers=tuple(FLAGS.train_layers),
         cluster_exit_weight=FLAGS.cluster_exit_weight,
         defocus_loss_weight=FLAGS.defocus_loss_weight,
         label_cache_dir=FLAGS.label_cache_dir,
