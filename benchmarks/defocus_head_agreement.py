@@ -10,7 +10,9 @@ Labels come from the classical estimator on the UNCOMPRESSED held-out image (cac
 data_cache/, on the same pixels training uses: RGB, or Y for gray models); predictions from the
 whole-image head (``routing.predict_defocus``) on the image compressed at each QF. Also printed:
 pooled Spearman over all patches, the cells' mean absolute error (log1p sigma) and the share of
-patches whose predicted cluster is their label cluster under the model's thresholds.
+patches whose predicted cluster is their label cluster (``defocus_clusters``: under the model's
+thresholds when it routes by defocus; a model routed by its readout has thresholds on the readout,
+so its defocus is split into equal label shares instead).
 """
 from __future__ import annotations
 
@@ -25,9 +27,21 @@ from daqe_tf.inference.pipeline import jpeg_evidence, window_qmaps
 from daqe_tf.inference.routing import is_defocus_aware, predict_defocus
 from daqe_tf.io import load_image
 from daqe_tf.jpeg.simulate import compress
+from daqe_tf.defocus.clusters import fit_thresholds
 from daqe_tf.models.daqe import assign_clusters, defocus_cell_targets, patch_defocus_from_map
 
 CELL = 16
+
+
+def defocus_clusters(model, labels: np.ndarray) -> tuple[list[float], str]:
+    """(defocus thresholds the cluster agreement is measured with, how they were chosen).
+
+    The model's own when it routes by defocus; for a readout-routed model (thresholds on another
+    scale) the label defocus quantiles with one equal share per exit.
+    """
+    if getattr(model, "routing", "defocus") == "defocus":
+        return list(model.thresholds), "the model's thresholds"
+    return fit_thresholds(labels, model.num_exits), f"equal label shares ({model.num_exits} clusters; the model routes by its readout)"
 
 
 def agreement(model, images: list[np.ndarray], quality: int, cache: DefocusLabelCache) -> dict:
@@ -46,10 +60,11 @@ def agreement(model, images: list[np.ndarray], quality: int, cache: DefocusLabel
         labels_all.append(labels)
         predicted_all.append(predicted)
     labels, predicted = np.concatenate(labels_all), np.concatenate(predicted_all)
-    same = assign_clusters(predicted, model.thresholds) == assign_clusters(labels, model.thresholds)
+    thresholds, chosen = defocus_clusters(model, labels)
+    same = assign_clusters(predicted, thresholds) == assign_clusters(labels, thresholds)
     return {
         "median": float(np.nanmedian(per_image)), "mean": float(np.nanmean(per_image)), "pooled": spearman(predicted, labels),
-        "mae": float(np.concatenate(errors).mean()), "cluster_agreement": float(same.mean()),
+        "mae": float(np.concatenate(errors).mean()), "cluster_agreement": float(same.mean()), "clusters_from": chosen,
         "images": len(images), "patches": int(labels.size),
     }
 
@@ -76,7 +91,9 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|")
     for q in (int(q) for q in args.qualities.split(",")):
         a = agreement(model, images, q, cache)
+        chosen = a["clusters_from"]
         print(f"| {q} | {a['median']:.3f} / {a['mean']:.3f} | {a['pooled']:.3f} | {a['mae']:.3f} | {100 * a['cluster_agreement']:.0f}% | {a['patches']} |")
+    print(f"same cluster: clusters of the patch defocus by {chosen}")
     return 0
 
 

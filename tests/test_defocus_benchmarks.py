@@ -53,3 +53,17 @@ def test_plot_is_drawn(tmp_path):
     draw_plot(results, [10, 40], path)
     image = np.asarray(Image.open(path).convert("RGB"))
     assert image.shape[1] == 840 and (image != 255).any(axis=2).mean() > 0.01
+
+
+def test_head_agreement_clusters_are_on_the_defocus_scale_for_either_routing():
+    """A readout-routed model's thresholds are on the readout's scale: agreement then uses equal label shares."""
+    from benchmarks.defocus_head_agreement import defocus_clusters
+    from daqe_tf.models import build_model
+
+    tiny = dict(widths=[4, 4, 8, 8], encoder_blocks=[1, 1, 1], bottleneck_blocks=[1, 1, 1], decoder_blocks=[1, 0, 0],
+                patch_size=32, defocus_widths=[4, 4, 4, 4], defocus_blocks=[1, 1, 1, 1], thresholds=[-0.2, -0.1])
+    labels = np.linspace(0.0, 2.0, 30)
+    by_defocus, how = defocus_clusters(build_model("daqe", 1, **tiny), labels)
+    assert by_defocus == pytest.approx([-0.2, -0.1]) and "model" in how
+    by_readout, how = defocus_clusters(build_model("daqe", 1, **tiny, routing="readout"), labels)
+    assert by_readout == pytest.approx(np.quantile(labels, [1 / 3, 2 / 3]).tolist()) and "readout" in how
