@@ -65,15 +65,14 @@ def test_gray_twin_matches_every_exit_in_float(family):
     gray = grayscale_from_color(color)
     luma = tables_for_quality(15, grayscale=True)[0]
     y = np.random.default_rng(5).uniform(0, 1, (2, 64, 64, 1)).astype("float32")
-    by_color = color({"image": np.repeat(y, 3, -1), "qmap": qmap_from_tables(luma, luma, 64, 64, "4:4:4")[None].repeat(2, 0)})
-    by_gray = gray({"image": y, "qmap": qmap_from_tables(luma, None, 64, 64, "gray")[None].repeat(2, 0)})
+    color_inputs = {"image": np.repeat(y, 3, -1), "qmap": np.repeat(qmap_from_tables(luma, luma, 64, 64, "4:4:4")[None], 2, 0)}
+    gray_inputs = {"image": y, "qmap": np.repeat(qmap_from_tables(luma, None, 64, 64, "gray")[None], 2, 0)}
+    by_color, by_gray = color(color_inputs), gray(gray_inputs)
     assert len(by_color) == len(by_gray) == 3
     for c, g in zip(by_color, by_gray):
         np.testing.assert_allclose(np.asarray(c).mean(axis=-1), np.asarray(g)[..., 0], atol=2e-6)
     if family == "daqe":
-        np.testing.assert_allclose(np.asarray(color.cell_maps({"image": np.repeat(y, 3, -1), "qmap": np.repeat(
-            qmap_from_tables(luma, luma, 64, 64, "4:4:4")[None], 2, 0)})), np.asarray(gray.cell_maps(
-            {"image": y, "qmap": np.repeat(qmap_from_tables(luma, None, 64, 64, "gray")[None], 2, 0)})), atol=2e-6)
+        np.testing.assert_allclose(np.asarray(color.cell_maps(color_inputs)), np.asarray(gray.cell_maps(gray_inputs)), atol=2e-6)
 
 
 def test_a_grayscale_model_is_refused():

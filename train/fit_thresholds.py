@@ -26,8 +26,6 @@ thresholds are fitted on its values. The defocus map is still predicted and show
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import numpy as np
 
@@ -158,7 +156,7 @@ def refit(model, images: list[np.ndarray], qualities, signal: str = "defocus", b
 
 
 def main(argv=None) -> int:
-    from daqe_tf.inference.models import load_model
+    from daqe_tf.inference.models import load_model, save_model
     from daqe_tf.inference.routing import is_defocus_aware
     from train.data import list_images, load_images
 
@@ -188,11 +186,7 @@ def main(argv=None) -> int:
     model = refit(model, images, qualities, args.signal, args.budget, args.ridge)
     print(f"{len(images)} images x QF {qualities}: routing {before[0]} thresholds {before[1]} -> "
           f"{model.routing} thresholds {np.round(model.thresholds, 4).tolist()}")
-    out = Path(args.out)
-    tmp = out.with_name(f".{out.name}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    print(f"wrote {save_model(model, args.out)}")
     return 0
 
 

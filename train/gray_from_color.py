@@ -10,7 +10,6 @@ colour training ended instead of from scratch (``python -m train.main --grayscal
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ def check_equivalence(color, gray, size: int = 64, seed: int = 0) -> float:
 
 
 def main(argv=None) -> int:
-    from daqe_tf.inference.models import load_model
+    from daqe_tf.inference.models import load_model, save_model
     from daqe_tf.models.convert import grayscale_from_color
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,10 +48,7 @@ def main(argv=None) -> int:
     difference = check_equivalence(color, gray)
     if difference > 1e-4:
         raise SystemExit(f"the grayscale model differs from the colour model on gray content by {difference:.2e}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.keras")
-    gray.save(tmp)
-    os.replace(tmp, out)
+    save_model(gray, out)
     print(f"wrote {out}: {type(gray).__name__} for grayscale images, {gray.count_params():,} parameters; "
           f"on gray content within {difference:.1e} of {args.model}")
     return 0

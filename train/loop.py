@@ -534,8 +534,7 @@ class Trainer:
 
         Under mixed precision the weights go into a float32 copy of the model, so the file
         loads and exports as float32 (a mixed_float16 model keeps its policy when reloaded)."""
-        import os
-
+        from daqe_tf.inference.models import save_model
         from daqe_tf.models import build_model
 
         self.swap_ema()
@@ -545,11 +544,7 @@ class Trainer:
                 with global_dtype_policy("float32"):
                     model = build_model(self.cfg.family, self.cfg.image_channels, **self.cfg.model_config)
                 model.set_weights(self.model.get_weights())
-            target = self.run_dir / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp.keras")
-            model.save(tmp)
-            os.replace(tmp, target)
+            save_model(model, self.run_dir / name)
         finally:
             self.swap_ema()
 

@@ -19,6 +19,17 @@ class ModelFileError(OSError):
     """A model file that is missing or cannot be loaded, with a one-line reason."""
 
 
+def save_model(model, path: str | os.PathLike) -> Path:
+    """Write ``model`` as a ``.keras`` file atomically (a temporary sibling, then a rename), so an
+    interrupted save leaves the previous file or the new one, never a torn one. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.keras")  # Keras insists on the .keras suffix
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def default_model_path(grayscale: bool) -> Path:
     return WEIGHTS_DIR / DEFAULT_MODELS["gray" if grayscale else "color"]
 
