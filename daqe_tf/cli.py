@@ -122,7 +122,7 @@ def cmd_enhance(args) -> int:
                     _error(f"--maps needs a defocus-aware (DAQE) model; {args.model or 'the shipped model'} "
                            f"is a {type(models[key]).__name__}, which uses one exit for the whole image")
                     return 2
-            result = enhance(src, models[key], exit_index=args.exit, tile=args.tile)
+            result = enhance(src, models[key], exit_index=args.exit, tile=args.tile, defocus_map=bool(args.maps))
             exif = reset_exif_orientation(result.source.exif) if result.source.exif else None
             save_image(result.pixels, dst, exif=exif, icc_profile=result.source.icc_profile, source_paths=files)
             if map_base is not None:

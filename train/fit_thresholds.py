@@ -19,9 +19,17 @@ With ``--signal readout`` the model routes by a learned signal instead of defocu
 patches (ridge regression of log(error deepest / error exit 0)) and saved in the model, and the
 thresholds are fitted on its values. The defocus map is still predicted and shown (``--maps``).
 
+With ``--signal cascade`` (needs ``--budget``) nothing is decided up front: after each branch a
+``CascadeReadout`` of the branches' pooled features says whether the patch leaves there
+(``DAQENet.cascade_stage``), so the defocus head does not run. Stage m is fitted to
+log(error deepest / error exit m); the per-stage thresholds minimise the error with every image's
+errors divided by its all-deepest error, i.e. the mean per-image dB loss the benchmarks report
+(the pooled squared error of the other signals favours the textured images, whose errors are
+largest), and are folded into the readouts' biases.
+
     python -m train.fit_thresholds --model runs/daqe/best.keras --train_data train/lists/train.txt \\
         --data_root ../shared/datasets --out runs/daqe/best_refit.keras [--qualities 10,20,30,40] \\
-        [--budget 0.6 --max_images 60] [--signal readout]
+        [--budget 0.6 --max_images 60] [--signal readout|cascade]
 """
 from __future__ import annotations
 
@@ -55,13 +63,49 @@ def patch_routing_values(model, image: np.ndarray, quality: int, channel: int = 
     return np.array([patch_mean(cells, t) for t in patches], np.float32)
 
 
-def calibration_patches(model, image: np.ndarray, quality: int) -> dict:
+def patch_cascade_inputs(model, pixels: np.ndarray, qmap_for, patches, batch_size: int = 8) -> np.ndarray:
+    """(n, D + 1) per patch: ``patch_summary`` of every branch (in order) and the mean luma Q-map.
+
+    Stage m of a cascade reads the first ``sum(2 * width_j, j <= m)`` columns and the last one.
+    """
+    from daqe_tf.inference.routing import _patch_window
+    from daqe_tf.models.daqe import with_routing
+    from daqe_tf.models.daqe.cascade_readout import qmap_summary
+    from daqe_tf.inference.pipeline import compiled_cascade_stage
+
+    if getattr(model, "routing", None) != "cascade":  # stage outputs need a cascade; an unfitted one will do
+        unfitted = [(np.zeros(stage_width(model, m) + 1), -1.0) for m in range(model.num_exits - 1)]
+        model = with_routing(model, "cascade", model.thresholds, unfitted)
+    rows = []
+    for first in range(0, len(patches), batch_size):
+        windows = [_patch_window(pixels, t, model.patch_size, qmap_for) for t in patches[first : first + batch_size]]
+        images, qmaps = (np.stack(parts) for parts in zip(*windows))
+        carried: tuple = ()
+        for stage in range(model.num_exits):
+            features, summary, _ = compiled_cascade_stage(model, stage)(images, qmaps, *carried)
+            carried = (features, summary)
+        rows.append(np.concatenate([np.asarray(carried[1]), np.asarray(qmap_summary(qmaps))], axis=1))
+    return np.concatenate(rows)
+
+
+def stage_width(model, stage: int) -> int:
+    """Summary columns stage ``stage`` of a cascade reads: ``patch_summary`` of branches 0..stage."""
+    return sum(2 * model.branches[m].width for m in range(stage + 1))
+
+
+def stage_columns(model, stage: int, inputs: np.ndarray) -> np.ndarray:
+    """The columns of ``patch_cascade_inputs`` that stage ``stage`` reads (its summary and the Q-map)."""
+    return np.concatenate([inputs[:, : stage_width(model, stage)], inputs[:, -1:]], axis=1)
+
+
+def calibration_patches(model, image: np.ndarray, quality: int, cascade: bool = False) -> dict:
     """Every inference patch of ``image`` at ``quality``: what routing could use, and what each exit costs it.
 
     Returns ``defocus`` (n,) predicted, ``readout_inputs`` (n, F + 1) the patch means a routing
     readout is fitted on, and ``errors`` (n, N): squared error through each exit, summed over the
     pixels the patch owns (``cell_owners``) in the image blended with every patch forced through
-    that exit, so each pixel is charged once.
+    that exit, so each pixel is charged once. ``cascade``: also ``cascade_inputs``
+    (``patch_cascade_inputs``).
     """
     from daqe_tf.inference.routing import CELL, patch_mean, predict_cells, run_patches
     from daqe_tf.inference.tiling import cell_owners
@@ -79,17 +123,59 @@ def calibration_patches(model, image: np.ndarray, quality: int) -> dict:
         squared = (out.astype(np.float64) - image.astype(np.float64)) ** 2
         squared = squared.reshape(height, width, -1).sum(axis=-1)
         errors[:, k] = np.bincount(owner.ravel(), weights=squared.ravel(), minlength=len(patches))
-    return {
+    result = {
         "defocus": np.array([patch_mean(cells[..., 0], t) for t in patches], np.float32),
         "readout_inputs": np.stack([patch_mean(inputs, t) for t in patches]),
         "errors": errors,
     }
+    if cascade:
+        result["cascade_inputs"] = patch_cascade_inputs(model, jpeg.decoded, qmap_for, patches)
+    return result
 
 
-def calibrate(model, images: list[np.ndarray], qualities) -> dict:
-    """``calibration_patches`` of images x qualities, concatenated."""
-    parts = [calibration_patches(model, image, q) for image in images for q in qualities]
+def calibrate(model, images: list[np.ndarray], qualities, cascade: bool = False) -> dict:
+    """``calibration_patches`` of images x qualities, concatenated, with ``image`` (n,): which
+    image x quality each patch came from."""
+    parts = [calibration_patches(model, image, q, cascade) for image in images for q in qualities]
+    for index, part in enumerate(parts):
+        part["image"] = np.full(len(part["errors"]), index)
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def per_image_errors(errors: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Each patch's exit errors divided by its image's all-deepest error: summed, the mean dB loss to first order."""
+    errors = np.asarray(errors, np.float64)
+    totals = np.bincount(image, weights=errors[:, -1])
+    return errors / np.maximum(totals[image], 1e-12)[:, None]
+
+
+def fit_cascade(model, patches: dict, costs, budget: float, ridge: float):
+    """A copy of ``model`` routing by a fitted cascade within ``budget``; prints the trade-off table."""
+    from daqe_tf.defocus.clusters import budget_cascade_thresholds, cascade_exits
+    from daqe_tf.models.daqe import cascade_readout_fit, with_routing
+
+    stages = range(model.num_exits - 1)
+    fits = [cascade_readout_fit(stage_columns(model, m, patches["cascade_inputs"]), patches["errors"], m, ridge) for m in stages]
+    scores = np.column_stack([stage_columns(model, m, patches["cascade_inputs"]) @ w + b for m, (w, b) in zip(stages, fits)])
+    errors = per_image_errors(patches["errors"], patches["image"])
+    table = {b: budget_cascade_thresholds(scores, errors, costs, b) for b in sorted({0.5, 0.6, 0.7, 0.8, 0.9, budget})}
+    print("| cascade budget | thresholds | patches per exit | exit cost / deepest | mean per-image error / all-deepest (dB) |")
+    print("|---|---|---|---|---|")
+    rows = [(f"budget {b:.2f}", np.round(t, 4).tolist(), cascade_exits(scores - np.asarray(t))) for b, t in table.items()]
+    rows += [(f"oracle {b:.2f}", "per patch", oracle_exits(errors, costs, b)) for b in sorted({0.6, 0.7, budget})]
+    for name, chosen, exits in rows:
+        print(f"| {name} | {chosen} | {np.bincount(exits, minlength=model.num_exits).tolist()} | "
+              f"{np.mean(np.take(costs, exits)) / costs[-1]:.3f} | {mean_image_db(patches, exits):+.3f} |")
+    fitted = [(w, b - t) for (w, b), t in zip(fits, table[budget])]
+    return with_routing(model, "cascade", model.thresholds, fitted)
+
+
+def mean_image_db(patches: dict, exits: np.ndarray) -> float:
+    """Mean over calibration images of 10 log10(routed error / all-deepest error)."""
+    errors = patches["errors"]
+    routed = np.bincount(patches["image"], weights=errors[np.arange(len(exits)), exits])
+    deepest = np.bincount(patches["image"], weights=errors[:, -1])
+    return float(np.mean(10 * np.log10(routed / np.maximum(deepest, 1e-12))))
 
 
 def signal_model(model, signal: str, patches: dict, ridge: float):
@@ -144,6 +230,12 @@ def refit(model, images: list[np.ndarray], qualities, signal: str = "defocus", b
     if signal == "defocus" and budget is None:  # needs no exit errors: the cheap path
         values = np.concatenate([patch_routing_values(model, image, q, channel=0) for image in images for q in qualities])
         return with_routing(model, "defocus", fit_thresholds(values, model.num_exits))
+    if signal == "cascade":
+        if budget is None:
+            raise ValueError("a cascade is fitted to a compute budget: pass --budget")
+        size = model.patch_size
+        costs = [count_macs(model, size, size, k) for k in range(model.num_exits)]
+        return fit_cascade(model, calibrate(model, images, qualities, cascade=True), costs, budget, ridge)
     patches = calibrate(model, images, qualities)
     routed, values = signal_model(model, signal, patches, ridge)
     if budget is None:
@@ -169,9 +261,11 @@ def main(argv=None) -> int:
     parser.add_argument("--max_images", type=int, default=0, help="use only the first N images (0 = all)")
     parser.add_argument("--budget", type=float, default=None,
                         help="fit for the least error with the exits costing at most this fraction of the deepest")
-    parser.add_argument("--signal", choices=("defocus", "readout"), default="defocus",
-                        help="route by the predicted defocus, or by a readout of the head's features fitted here")
-    parser.add_argument("--ridge", type=float, default=3.0, help="ridge penalty of the readout fit (standardised inputs)")
+    parser.add_argument("--signal", choices=("defocus", "readout", "cascade"), default="defocus",
+                        help="route by the predicted defocus, by a readout of the head's features, or by a cascade "
+                             "of readouts of the branches' features (needs --budget); readouts are fitted here")
+    parser.add_argument("--ridge", type=float, default=None,
+                        help="ridge penalty of the readout fits (standardised inputs; default 3 readout, 30 cascade)")
     args = parser.parse_args(argv)
 
     model = load_model(args.model)
@@ -183,7 +277,8 @@ def main(argv=None) -> int:
     images = load_images(paths, grayscale=model.image_channels == 1, min_size=16)
     qualities = [int(q) for q in args.qualities.split(",")]
     before = (model.routing, np.round(model.thresholds, 4).tolist())
-    model = refit(model, images, qualities, args.signal, args.budget, args.ridge)
+    ridge = args.ridge if args.ridge is not None else (30.0 if args.signal == "cascade" else 3.0)
+    model = refit(model, images, qualities, args.signal, args.budget, ridge)
     print(f"{len(images)} images x QF {qualities}: routing {before[0]} thresholds {before[1]} -> "
           f"{model.routing} thresholds {np.round(model.thresholds, 4).tolist()}")
     print(f"wrote {save_model(model, args.out)}")

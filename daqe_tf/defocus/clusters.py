@@ -116,3 +116,46 @@ def patch_defocus_from_map(defocus_map, patch_cells: int) -> np.ndarray:
     sums = np.pad(cells, padding).reshape(batch, rows, patch_cells, cols, patch_cells).sum(axis=(2, 4))
     counts = np.pad(np.ones_like(cells), padding).reshape(batch, rows, patch_cells, cols, patch_cells).sum(axis=(2, 4))
     return (sums / counts).astype(np.float32)
+
+
+def cascade_exits(stage_scores) -> np.ndarray:
+    """Exit of every patch in a cascade: the first stage whose score is positive, else the deepest.
+
+    ``stage_scores`` (n, N - 1): each stage's readout (threshold folded in) -> int32 (n,).
+    """
+    scores = np.asarray(stage_scores, np.float64)
+    if scores.ndim != 2:
+        raise ValueError("need (patches, stages) cascade scores")
+    leaving = scores > 0
+    return np.where(leaving.any(axis=1), np.argmax(leaving, axis=1), scores.shape[1]).astype(np.int32)
+
+
+def budget_cascade_thresholds(stage_scores, exit_errors, exit_costs, budget: float, grid: int = 40) -> list[float]:
+    """Per-stage thresholds of a cascade with the least total error within ``budget`` x the deepest's cost.
+
+    Stage m sends a patch out through exit m when its score exceeds threshold m; candidates are
+    quantiles of each stage's scores (``grid`` steps, and one above all: nobody leaves there).
+    ``exit_errors`` as in ``budget_thresholds`` (pass per-image-normalised errors to minimise the
+    mean per-image dB loss). Exhaustive over the stages' grids: meant for a handful of exits.
+    Raises ValueError when no choice meets the budget.
+    """
+    import itertools
+
+    scores = np.asarray(stage_scores, np.float64)
+    errors = np.asarray(exit_errors, np.float64)
+    costs = np.asarray(exit_costs, np.float64).reshape(-1)
+    n, exits = errors.shape
+    if scores.shape != (n, exits - 1) or costs.size != exits or n == 0:
+        raise ValueError("need one score per stage (exits - 1) and one error per exit for each patch, one cost per exit")
+    grids = [np.concatenate([[s.max() + 1.0], np.unique(np.quantile(s, np.linspace(0.0, 1.0, grid + 1)))]) for s in scores.T]
+    best, best_error = None, np.inf
+    for choice in itertools.product(*grids):
+        chosen = cascade_exits(scores - np.asarray(choice)[None, :])
+        if costs[chosen].mean() > budget * costs[-1] + 1e-9:
+            continue
+        error = errors[np.arange(n), chosen].sum()
+        if error < best_error:
+            best, best_error = choice, error
+    if best is None:
+        raise ValueError(f"no cascade thresholds meet a budget of {budget:.2f} x the deepest exit's cost")
+    return [float(t) for t in best]

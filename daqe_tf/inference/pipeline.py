@@ -95,6 +95,19 @@ def compiled_cell_maps(model) -> Callable:
     return _compiled(model, "cell_maps", lambda image, qmap: model.cell_maps({"image": image, "qmap": qmap}))
 
 
+def compiled_cascade_stage(model, stage: int) -> Callable:
+    """``model.cascade_stage`` for one stage, compiled: (image, qmap[, context, summary]) -> (features, summary, score)."""
+    def forward(image, qmap, *carried):
+        return model.cascade_stage({"image": image, "qmap": qmap}, stage, *carried)
+
+    return _compiled(model, ("cascade", stage), forward)
+
+
+def compiled_exit_from_features(model, stage: int) -> Callable:
+    """``model.exit_from_features`` for one stage, compiled: (features, image) -> exit output."""
+    return _compiled(model, ("exit_from", stage), lambda features, image: model.exit_from_features(stage, features, image))
+
+
 def compiled_readout_inputs(model) -> Callable:
     """What a DAQE model's routing readout reads per cell (head features, mean luma Q-map), compiled."""
     from daqe_tf.models.daqe.routing_readout import readout_inputs
@@ -130,12 +143,12 @@ def _compile(model, forward: Callable) -> Callable:
         # had at tracing into the compiled code, and a model that trains on would run stale.
         variables = model.variables
 
-        def stateless(values, image, qmap):
+        def stateless(values, *args):
             with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return forward(image, qmap)
+                return forward(*args)
 
         jitted = jax.jit(stateless)
-        return lambda image, qmap: jitted([v.value for v in variables], image, qmap)
+        return lambda *args: jitted([v.value for v in variables], *args)
     return forward
 
 
@@ -183,21 +196,22 @@ def enhance_pixels(
     return _enhance(pixels, model, evidence, exit_index, tile, overlap, progress)[0]
 
 
-def _enhance(pixels, model, evidence, exit_index, tile, overlap, progress) -> tuple[np.ndarray, Routing | None]:
+def _enhance(pixels, model, evidence, exit_index, tile, overlap, progress, defocus_map=False) -> tuple[np.ndarray, Routing | None]:
     """``enhance_pixels`` that also returns the DAQE routing (None for QGAUNet)."""
     channels = model.image_channels
     if pixels.ndim == 3 and channels == 1:
         ycc = pixels.astype(np.float64) @ _TO_YCC.T + np.array([0.0, 128.0, 128.0])
         luma = np.clip(np.round(ycc[..., 0]), 0, 255).astype(np.uint8)
-        ycc[..., 0], routing = _enhance(luma, model, evidence, exit_index, tile, overlap, progress)
+        ycc[..., 0], routing = _enhance(luma, model, evidence, exit_index, tile, overlap, progress, defocus_map)
         rgb = (ycc - np.array([0.0, 128.0, 128.0])) @ np.linalg.inv(_TO_YCC).T
         return np.clip(np.round(rgb), 0, 255).astype(np.uint8), routing
     if pixels.ndim == 2 and channels == 3:
-        rgb, routing = _enhance(np.repeat(pixels[..., None], 3, axis=2), model, evidence, exit_index, tile, overlap, progress)
+        rgb, routing = _enhance(np.repeat(pixels[..., None], 3, axis=2), model, evidence, exit_index, tile, overlap, progress, defocus_map)
         return np.clip(np.round(rgb.astype(np.float64).mean(axis=2)), 0, 255).astype(np.uint8), routing
     if is_defocus_aware(model):
         qmap_for = window_qmaps(evidence, channels)
-        return enhance_routed(pixels, model, qmap_for, exit_index=exit_index, tile=tile, progress=progress)
+        return enhance_routed(pixels, model, qmap_for, exit_index=exit_index, tile=tile, progress=progress,
+                              defocus_map=defocus_map)
     run = _model_runner(model, evidence, model.num_exits - 1 if exit_index is None else exit_index, channels)
     return enhance_tiled(pixels, run, tile=tile, overlap=overlap, align=16, progress=progress), None
 
@@ -210,6 +224,7 @@ def enhance(
     tile: int = 512,
     overlap: int = 32,
     progress: Callable[[int], None] | None = None,
+    defocus_map: bool = False,
 ) -> EnhanceResult:
     """Enhance a JPEG given as a path, bytes, PIL image or uint8 array.
 
@@ -217,7 +232,8 @@ def enhance(
     for the shipped default matching the image (grayscale stays grayscale). ``exit_index``
     picks speed (0) versus quality (-1, the deepest exit); None (default) lets a DAQE model
     pick an exit per patch by defocus (``result.routing`` says which) and means -1 otherwise.
-    ``tile``: tile side for QGAUNet, defocus-window side for DAQE models.
+    ``tile``: tile side for QGAUNet, defocus-window side for DAQE models. ``defocus_map``: also
+    run the defocus head for ``result.routing.defocus`` where routing does not need it (a cascade).
     """
     from daqe_tf.inference.models import load_model
 
@@ -229,5 +245,5 @@ def enhance(
         exit_index = exit_index % model.num_exits
     elif not is_defocus_aware(model):
         exit_index = model.num_exits - 1
-    pixels, routing = _enhance(loaded.pixels, model, evidence, exit_index, tile, overlap, progress)
+    pixels, routing = _enhance(loaded.pixels, model, evidence, exit_index, tile, overlap, progress, defocus_map)
     return EnhanceResult(apply_orientation(pixels, loaded.orientation), evidence, exit_index, loaded, routing)

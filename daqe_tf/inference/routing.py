@@ -17,6 +17,10 @@ the reference set of the transformer texture), then blended with the tile runner
 3. Per plan row and exit, batches of ``EXIT_BATCH`` patches (windows past the image edge repeat
    the edge pixels, the Q-map continues the block grid; unused batch slots repeat the last patch)
    run through that exit; the in-image part of each output is blended.
+
+A "cascade" model skips steps 1-2 (no defocus head runs): per plan row, batches of patches run
+branch 0, the stage's readout says which leave through exit 0, the rest run branch 1 on branch
+0's features, and so on (``run_cascade``); blending is the same.
 """
 from __future__ import annotations
 
@@ -52,7 +56,8 @@ class Routing:
     patches: list[Tile]  # the patch plan, row-major
     exits: np.ndarray  # int32 exit per patch
     num_exits: int
-    defocus: np.ndarray | None  # predicted log1p(sigma) per 16-px cell; None when an exit was forced
+    defocus: np.ndarray | None  # predicted log1p(sigma) per 16-px cell; None unless the head ran
+    signal: str = "defocus"  # what chose the exits: the model's routing, or "forced"
 
     def exit_counts(self) -> np.ndarray:
         """Patches per exit."""
@@ -67,8 +72,10 @@ class Routing:
     def describe(self) -> str:
         counts = self.exit_counts()
         shares = ", ".join(f"{k}: {100 * n / counts.sum():.0f}%" for k, n in enumerate(counts))
-        return f"exits by defocus ({shares} of {counts.sum()} patches)" if self.defocus is not None \
-            else f"exit {int(self.exits[0])} for all {counts.sum()} patches"
+        if self.signal == "forced":
+            return f"exit {int(self.exits[0])} for all {counts.sum()} patches"
+        by = "cascade" if self.signal == "cascade" else "defocus"
+        return f"exits by {by} ({shares} of {counts.sum()} patches)"
 
 
 def predict_cells(pixels: np.ndarray, model, qmap_for: QmapFor, tile: int = 512, maps: str = "cell_maps") -> np.ndarray:
@@ -125,6 +132,32 @@ def route_patches(routing: np.ndarray, patches: list[Tile], thresholds) -> np.nd
     return assign_clusters(values, thresholds)
 
 
+def _patch_window(pixels: np.ndarray, t: Tile, size: int, qmap_for: QmapFor) -> tuple[np.ndarray, np.ndarray]:
+    """Patch pixels (edge-padded to ``size``) as float32 in [0, 1], and its Q-map."""
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    crop = pixels[t.y0 : t.y1, t.x0 : t.x1].reshape(t.y1 - t.y0, t.x1 - t.x0, channels)
+    padded = np.pad(crop, [(0, size - crop.shape[0]), (0, size - crop.shape[1]), (0, 0)], mode="edge")
+    return padded.astype(np.float32) / 255.0, qmap_for(size, size, (t.y0, t.x0))
+
+
+def _fill(count: int, batch_size: int) -> list[int]:
+    """Batch slots for ``count`` items: each once, then the last repeated (one traced shape per batch)."""
+    return list(range(count)) + [count - 1] * (batch_size - count)
+
+
+def _stitch_rows(pixels: np.ndarray, patches: list[Tile], row_results) -> np.ndarray:
+    """Blend ``row_results(row) -> [output per patch]`` into uint8 pixels shaped like ``pixels``."""
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    output = np.empty_like(pixels)
+
+    def write(y0: int, y1: int, blended: np.ndarray) -> None:
+        output[y0:y1] = to_uint8(blended).reshape(output[y0:y1].shape)
+
+    stitch(height, width, channels, patches, row_results, write)
+    return output
+
+
 def run_patches(
     pixels: np.ndarray,
     model,
@@ -137,18 +170,9 @@ def run_patches(
     """Each patch through its exit, batched per plan row and exit, blended into uint8 pixels."""
     from daqe_tf.inference.pipeline import compiled_forward
 
-    height, width = pixels.shape[:2]
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     size = model.patch_size
     exit_of = dict(zip(((t.y0, t.x0) for t in patches), (int(e) for e in exits)))
-    output = np.empty_like(pixels)
     done = 0
-
-    def window(t: Tile) -> tuple[np.ndarray, np.ndarray]:
-        """Patch pixels (edge-padded to ``size``) as float32 in [0, 1], and its Q-map."""
-        crop = pixels[t.y0 : t.y1, t.x0 : t.x1].reshape(t.y1 - t.y0, t.x1 - t.x0, channels)
-        padded = np.pad(crop, [(0, size - crop.shape[0]), (0, size - crop.shape[1]), (0, 0)], mode="edge")
-        return padded.astype(np.float32) / 255.0, qmap_for(size, size, (t.y0, t.x0))
 
     def row_results(row: list[Tile]) -> list[np.ndarray]:
         nonlocal done
@@ -158,8 +182,8 @@ def run_patches(
             forward = compiled_forward(model, exit_index)
             for first in range(0, len(members), batch_size):
                 batch = members[first : first + batch_size]
-                images, qmaps = zip(*(window(t) for t in batch))
-                slots = list(range(len(batch))) + [len(batch) - 1] * (batch_size - len(batch))
+                images, qmaps = zip(*(_patch_window(pixels, t, size, qmap_for) for t in batch))
+                slots = _fill(len(batch), batch_size)
                 out = np.asarray(forward(np.stack([images[i] for i in slots]), np.stack([qmaps[i] for i in slots])))
                 for i, t in enumerate(batch):
                     results[t] = out[i, : t.y1 - t.y0, : t.x1 - t.x0]
@@ -168,11 +192,56 @@ def run_patches(
                     progress(done)
         return [results[t] for t in row]
 
-    def write(y0: int, y1: int, blended: np.ndarray) -> None:
-        output[y0:y1] = to_uint8(blended).reshape(output[y0:y1].shape)
+    return _stitch_rows(pixels, patches, row_results)
 
-    stitch(height, width, channels, patches, row_results, write)
-    return output
+
+def run_cascade(
+    pixels: np.ndarray,
+    model,
+    qmap_for: QmapFor,
+    patches: list[Tile],
+    batch_size: int = EXIT_BATCH,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A "cascade" model's patches, batched per plan row: branch by branch, each patch leaving where
+    its stage readout says (``DAQENet.cascade_stage``). Returns (uint8 pixels, int32 exit per patch)."""
+    from daqe_tf.inference.pipeline import compiled_cascade_stage, compiled_exit_from_features
+
+    size = model.patch_size
+    exit_of: dict[Tile, int] = {}
+    done = 0
+
+    def row_results(row: list[Tile]) -> list[np.ndarray]:
+        nonlocal done
+        results: dict[Tile, np.ndarray] = {}
+        for first in range(0, len(row), batch_size):
+            batch = row[first : first + batch_size]
+            images, qmaps = (np.stack(parts) for parts in zip(*(_patch_window(pixels, t, size, qmap_for) for t in batch)))
+            members = np.arange(len(batch))  # still running, as indices into ``batch``
+            carried: tuple = ()  # (context, summary) of the members, from the stage before
+            for stage in range(model.num_exits):
+                slots = _fill(len(members), batch_size)
+                inputs = (images[members][slots], qmaps[members][slots], *(part[slots] for part in carried))
+                features, summary, score = (None if v is None else np.asarray(v) for v in compiled_cascade_stage(model, stage)(*inputs))
+                leaving = np.ones(len(members), bool) if score is None else score[: len(members), 0] > 0
+                if leaving.any():
+                    chosen = np.flatnonzero(leaving)
+                    slots = _fill(chosen.size, batch_size)
+                    out = np.asarray(compiled_exit_from_features(model, stage)(features[chosen][slots], images[members[chosen]][slots]))
+                    for j, i in enumerate(chosen):
+                        t = batch[members[i]]
+                        results[t], exit_of[t] = out[j, : t.y1 - t.y0, : t.x1 - t.x0], stage
+                kept = np.flatnonzero(~leaving)
+                members, carried = members[kept], (features[kept], summary[kept])
+                if members.size == 0:
+                    break
+            done += len(batch)
+            if progress is not None:
+                progress(done)
+        return [results[t] for t in row]
+
+    output = _stitch_rows(pixels, patches, row_results)
+    return output, np.array([exit_of[t] for t in patches], np.int32)
 
 
 def enhance_routed(
@@ -184,23 +253,31 @@ def enhance_routed(
     tile: int = 512,
     batch_size: int = EXIT_BATCH,
     progress: Callable[[int], None] | None = None,
+    defocus_map: bool = False,
 ) -> tuple[np.ndarray, Routing]:
     """Enhance uint8 pixels (channels matching the model) patch by patch; returns (pixels, routing).
 
-    ``exit_index=None`` routes each patch by its routing value; an int forces that exit for
+    ``exit_index=None`` routes each patch by the model's routing; an int forces that exit for
     every patch through the same plan and blending (the all-deepest reference of the benchmarks).
+    ``defocus_map``: a cascade does not run the defocus head; True runs it anyway for the map.
     """
     height, width = pixels.shape[:2]
     patches = plan_tiles(height, width, model.patch_size, PATCH_OVERLAP, CELL)
-    if exit_index is None:
+    signal = "forced" if exit_index is not None else getattr(model, "routing", "defocus")
+    defocus = None
+    if signal == "cascade":
+        if defocus_map:
+            defocus = predict_cells(pixels, model, qmap_for, tile)[..., 0]
+        out, exits = run_cascade(pixels, model, qmap_for, patches, batch_size, progress)
+        return out, Routing(height, width, patches, exits, model.num_exits, defocus, signal)
+    if signal == "forced":
+        exits = np.full(len(patches), exit_index % model.num_exits, np.int32)
+    else:
         cells = predict_cells(pixels, model, qmap_for, tile)
         defocus = cells[..., 0]
         exits = route_patches(cells[..., 1], patches, model.thresholds)
-    else:
-        defocus = None
-        exits = np.full(len(patches), exit_index % model.num_exits, np.int32)
     out = run_patches(pixels, model, qmap_for, patches, exits, batch_size, progress)
-    return out, Routing(height, width, patches, exits.astype(np.int32), model.num_exits, defocus)
+    return out, Routing(height, width, patches, exits.astype(np.int32), model.num_exits, defocus, signal)
 
 
 # --- maps for people -------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """DAQE: defocus-aware dynamic enhancement (defocus head, clusters, progressive branches)."""
 from daqe_tf.models.daqe.branches import DAQEBranch
+from daqe_tf.models.daqe.cascade_readout import CascadeReadout, cascade_readout_fit
 from daqe_tf.models.daqe.clusters import (
     assign_clusters,
     assign_clusters_tensor,
@@ -12,12 +13,14 @@ from daqe_tf.models.daqe.model import DAQENet, shared_weights, with_routing
 from daqe_tf.models.daqe.routing_readout import RoutingReadout, routing_readout_fit
 
 __all__ = [
+    "CascadeReadout",
     "DAQEBranch",
     "DAQENet",
     "DefocusHead",
     "RoutingReadout",
     "assign_clusters",
     "assign_clusters_tensor",
+    "cascade_readout_fit",
     "defocus_cell_targets",
     "fit_thresholds",
     "patch_defocus_from_map",

@@ -16,12 +16,13 @@ from daqe_tf.layers.blocks import ResidualBlock
 from daqe_tf.layers.cluster_attention import ClusterAttention
 from daqe_tf.layers.padding import crop_to, pad_to_multiple
 from daqe_tf.models.daqe.branches import DAQEBranch
+from daqe_tf.models.daqe.cascade_readout import CascadeReadout, patch_summary, qmap_summary
 from daqe_tf.models.daqe.clusters import assign_clusters_tensor, patch_defocus_from_map_tensor, validate_thresholds
 from daqe_tf.models.daqe.defocus_head import DefocusHead
 from daqe_tf.models.daqe.routing_readout import RoutingReadout
 
 TEXTURES = ("cnn", "transformer")
-ROUTINGS = ("defocus", "readout")
+ROUTINGS = ("defocus", "readout", "cascade")
 MAX_SIGMA = 8.0  # px, the classical estimator's default cap
 
 
@@ -52,7 +53,10 @@ class DAQENet(keras.Model):
         routing: the per-cell signal patches are clustered by. "defocus": the predicted defocus
             (thresholds in log1p sigma). "readout": a ``RoutingReadout`` of the head's features,
             fitted after training by ``train.fit_thresholds --signal readout`` (thresholds in its
-            units). Either way higher means a cheaper exit.
+            units). Either way higher means a cheaper exit. "cascade": no one-shot signal; after
+            branch m a ``CascadeReadout`` of the branches' pooled features decides whether the
+            patch leaves through exit m (``cascade_stage``; fitted by ``--signal cascade``, the
+            thresholds folded into its biases, so ``thresholds`` stay placeholders).
 
     ``call({"image", "qmap"}, exit_index=None)``, as ``QGAUNet``: image in [0, 1] (B, H, W, C),
     Q-map (B, H, W, 1 or 2). Returns the list of all N exits (exit m with cluster m's texture
@@ -60,7 +64,8 @@ class DAQENet(keras.Model):
     Any H, W of at least ``stride / 2`` (8 px, or 32 px for the "transformer" texture with 64 px
     patches); padded inside at the bottom/right.
     Routing: ``cluster_map``, or ``cell_maps`` (defocus and routing value per cell) +
-    ``clusters.assign_clusters`` on each patch's mean routing value.
+    ``clusters.assign_clusters`` on each patch's mean routing value; for "cascade",
+    ``cascade_stage`` per branch and ``exit_from_features`` for the patches that stop.
     """
 
     def __init__(
@@ -110,6 +115,7 @@ class DAQENet(keras.Model):
         self.defocus_head = DefocusHead(self.defocus_widths, self.defocus_blocks, name="defocus_head")
         cell = self.defocus_head.cell_size
         self.routing_readout = RoutingReadout(cell, name="routing_readout") if routing == "readout" else None
+        self.cascade_readouts = [CascadeReadout(name=f"cascade{m}") for m in range(n - 1)] if routing == "cascade" else []
         bottleneck = 2 * self.branch_scale(0)
         if patch_size % bottleneck or patch_size % cell:
             raise ValueError(f"patch_size {patch_size} must be a multiple of {bottleneck} (branch 0's bottleneck) and cell size {cell}")
@@ -176,6 +182,10 @@ class DAQENet(keras.Model):
         self.defocus_head.build([image_shape, qmap_shape])
         if self.routing_readout is not None:
             self.routing_readout.build([(batch, None, None, self.defocus_widths[-1]), qmap_shape])
+        summary = 0
+        for m, readout in enumerate(self.cascade_readouts):
+            summary += 2 * self.branches[m].width
+            readout.build([(batch, summary), (batch, 1)])
         for m, (branch, texture, head) in enumerate(zip(self.branches, self.textures, self.heads)):
             context = [(batch, None, None, self.branches[m - 1].width)] if m > 0 else []
             branch.build([image_shape, qmap_shape, *context])
@@ -207,6 +217,30 @@ class DAQENet(keras.Model):
                 outputs.append(crop_to(image_p + residual, height, width))
         return outputs if exit_index is None else outputs[0]
 
+    def cascade_stage(self, inputs, stage: int, context=None, summary=None):
+        """Branch ``stage`` on a batch of patches -> (features, summary, score).
+
+        ``context``/``summary``: what stage ``stage - 1`` returned (None for stage 0). ``summary``
+        accumulates ``patch_summary`` of every branch so far; ``score`` (B, 1) is the stage's
+        ``CascadeReadout`` (positive = leave through this exit), None for the deepest stage.
+        Patches must be a multiple of ``stride`` (the patch plan's are).
+        """
+        if self.routing != "cascade":
+            raise ValueError(f"cascade_stage needs routing 'cascade', this model routes by {self.routing!r}")
+        if not 0 <= stage < self.num_exits or (stage > 0) != (context is not None) or (stage > 0) != (summary is not None):
+            raise ValueError("stage 0 takes no context or summary; later stages take both from the stage before")
+        image, qmap = self._split(inputs)
+        features = self.branches[stage]([image, qmap, *([] if context is None else [context])])
+        pooled = patch_summary(features)
+        summary = pooled if summary is None else ops.concatenate([summary, pooled], axis=-1)
+        if stage == self.num_exits - 1:
+            return features, summary, None
+        return features, summary, self.cascade_readouts[stage]([summary, qmap_summary(qmap)])
+
+    def exit_from_features(self, stage: int, features, image):
+        """Exit ``stage``'s output from its branch's ``features`` (``cascade_stage``) and the patch ``image``."""
+        return image + self.heads[stage](self.textures[stage](features))
+
     def defocus(self, inputs):
         """Predicted log1p(blur sigma) per defocus cell, (B, ceil(H/16), ceil(W/16), 1)."""
         return self.defocus_head(self._split(inputs))
@@ -225,6 +259,8 @@ class DAQENet(keras.Model):
 
     def cluster_map(self, inputs):
         """Cluster id (int32) per ``patch_size`` patch, (B, ceil(H/P), ceil(W/P)); (B, 1, 1) for a batch of patches."""
+        if self.routing == "cascade":
+            raise ValueError("a cascade decides per branch (cascade_stage): it has no cluster map before the branches run")
         patch_cells = self.patch_size // self.defocus_head.cell_size
         routing = self.cell_maps(inputs)[..., 1:]
         return assign_clusters_tensor(patch_defocus_from_map_tensor(routing, patch_cells), self.thresholds)
@@ -250,8 +286,9 @@ class DAQENet(keras.Model):
 
 
 def shared_weights(model: DAQENet) -> list:
-    """The model's variables without its routing readout's: what every routing of one architecture shares."""
-    readout = set() if model.routing_readout is None else {id(v) for v in model.routing_readout.weights}
+    """The model's variables without its routing readouts': what every routing of one architecture shares."""
+    readouts = ([] if model.routing_readout is None else [model.routing_readout]) + list(model.cascade_readouts)
+    readout = {id(v) for layer in readouts for v in layer.weights}
     return [v for v in model.weights if id(v) not in readout]
 
 
@@ -259,15 +296,20 @@ def with_routing(model: DAQENet, routing: str, thresholds, readout: tuple | None
     """A copy of ``model`` that clusters by ``routing`` with ``thresholds`` (in that signal's units).
 
     ``readout``: (weights, bias) of a fitted ``RoutingReadout`` (``routing_readout_fit``), needed
-    for "readout". Every other weight is the model's own.
+    for "readout"; for "cascade", one (weights, bias) per stage (``cascade_readout_fit``, the
+    stage's threshold already subtracted from the bias). Every other weight is the model's own.
     """
-    if (routing == "readout") != (readout is not None):
-        raise ValueError('a fitted readout (weights, bias) is needed for routing "readout", and only for it')
+    if (routing in ("readout", "cascade")) != (readout is not None):
+        raise ValueError('fitted readouts are needed for routing "readout" and "cascade", and only for them')
+    if routing == "cascade" and len(readout) != model.num_exits - 1:
+        raise ValueError(f"a cascade needs one fitted readout per stage ({model.num_exits - 1}), got {len(readout)}")
     config = {**model.get_config(), "routing": routing, "thresholds": [float(t) for t in thresholds]}
     copy = DAQENet.from_config(config)
     copy.build({"image": (None, None, None, model.image_channels), "qmap": (None, None, None, model.qmap_channels)})
     for target, source in zip(shared_weights(copy), shared_weights(model), strict=True):
         target.assign(source)
-    if readout is not None:
+    if routing == "readout":
         copy.routing_readout.set_linear(*readout)
+    for layer, fitted in zip(copy.cascade_readouts, readout if routing == "cascade" else []):
+        layer.set_linear(*fitted)
     return copy
