@@ -7,7 +7,8 @@
 Why: DAQE's claim is quality close to running every patch through the deepest exit at a fraction
 of its compute, because defocused patches leave early. So each DAQE model (CNN or Transformer
 texture: any ``.keras`` on the command line) is scored twice through the same patch plan and
-blending: routed by the model's routing value, predicted defocus or its readout ("dynamic") and with every patch forced through the deepest
+blending: routed by the model's routing (predicted defocus, its readout, or a cascade of readouts
+after each branch: "dynamic") and with every patch forced through the deepest
 exit; QGAUNet models run their deepest exit through the tile pipeline. ``--all_exits`` also forces
 every other exit (DAQE: every patch of the plan through exit k; QGAUNet: exit k on every tile),
 which answers the ablation directly: is routing by defocus better than one fixed exit of the same
@@ -17,7 +18,8 @@ the evaluation protocol of ``benchmarks.evaluate_model``.
 
 Compute is multiply-accumulates per image pixel (``daqe_tf.complexity``: convolutions and dense
 layers): for DAQE the per-exit cost of one patch times the patches each exit enhanced, plus the
-defocus head on its windows when routing, over the image area, so patch overlap is paid for; for
+defocus head on its windows when routing needs it (not for a cascade), over the image area, so
+patch overlap is paid for; for
 QGAUNet the exit on each tile. Printed: PSNR | SSIM | PSNR-B per QF and mode, MACs/px per QF and
 mode, and for each DAQE model the targets per QF: compute saved by routing, PSNR lost
 against all-deepest, and the share of patches per exit (cluster).
@@ -56,7 +58,7 @@ class ComputeMeter:
         return self._costs[key]
 
     def daqe(self, routing) -> int:
-        """Each patch through its exit, plus the defocus head on its windows when it routed."""
+        """Each patch through its exit, plus the defocus head on its windows when it ran (routing by it)."""
         size = self.model.patch_size
         per_exit = [self._cost(("exit", k), lambda k=k: count_macs(self.model, size, size, k)) for k in range(routing.num_exits)]
         total = int(np.dot(routing.exit_counts(), per_exit))
@@ -169,7 +171,7 @@ def main(argv=None) -> int:
     if target_rows:
         print()
         print("Routing against all-deepest (targets: saved >= 30 %, PSNR change >= -0.05 dB)")
-        print("| set | model | QF | PSNR dynamic - deepest (dB) | MACs saved | patches per exit (0 = most defocused) |")
+        print("| set | model | QF | PSNR dynamic - deepest (dB) | MACs saved | patches per exit (0 = cheapest) |")
         print("|---|---|---|---|---|---|")
         for name, model_label, q, delta, saved, shares in target_rows:
             print(f"| {name} | {model_label} | {q} | {delta:+.3f} | {100 * saved:.0f}% | "

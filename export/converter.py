@@ -33,6 +33,10 @@ OUTPUT_ENHANCED = "enhanced"
 OUTPUT_DEFOCUS = "defocus"
 OUTPUT_ROUTING = "routing"
 DEFOCUS_SIGNATURE = "defocus"
+# A cascade-routed DAQE model adds, per branch m, ``stage_m`` (image, qmap[, context, summary] ->
+# features, summary[, score]) and ``head_m`` (features, image -> enhanced): the app runs the
+# branches one by one and sends on only the patches whose score is not positive.
+OUTPUT_FEATURES, OUTPUT_SUMMARY, OUTPUT_SCORE = "features", "summary", "score"
 METADATA_FORMAT = 1
 
 
@@ -42,6 +46,18 @@ class ExportError(RuntimeError):
 
 def exit_signature(k: int) -> str:
     return f"exit_{k}"
+
+
+def stage_signature(m: int) -> str:
+    return f"stage_{m}"
+
+
+def head_signature(m: int) -> str:
+    return f"head_{m}"
+
+
+def is_cascade(model) -> bool:
+    return getattr(model, "routing", None) == "cascade"
 
 
 def tile_signature(size: int) -> str:
@@ -101,6 +117,8 @@ def signature_keys(model, tile: int) -> list[str]:
     keys = [exit_signature(k) for k in range(model.num_exits)]
     if hasattr(model, "defocus"):
         keys.append(DEFOCUS_SIGNATURE)
+    if is_cascade(model):
+        keys += [stage_signature(m) for m in range(model.num_exits)] + [head_signature(m) for m in range(model.num_exits)]
     return keys + [tile_signature(tile)]
 
 
@@ -133,6 +151,8 @@ def write_archive(model, directory: str | os.PathLike, tile: int) -> list[str]:
             lambda image, qmap: _cell_outputs(model.cell_maps({"image": image, "qmap": qmap})),
             input_signature=specs(),
         )
+    if is_cascade(model):
+        _add_cascade_endpoints(archive, model, specs)
     deepest = model.num_exits - 1
     archive.add_endpoint(
         tile_signature(tile),
@@ -141,6 +161,44 @@ def write_archive(model, directory: str | os.PathLike, tile: int) -> list[str]:
     )
     archive.write_out(os.fspath(directory), verbose=False)
     return signature_keys(model, tile)
+
+
+def _add_cascade_endpoints(archive, model, specs) -> None:
+    """``stage_m`` and ``head_m`` per branch (see ``stage_signature``); features keep their spatial size."""
+    import tensorflow as tf
+
+    def stage_outputs(outputs):
+        features, summary, score = outputs
+        named = {OUTPUT_FEATURES: features, OUTPUT_SUMMARY: summary}
+        return named if score is None else {**named, OUTPUT_SCORE: score}
+
+    summary_width = 0
+    for m in range(model.num_exits):
+        width = model.branches[m].width
+        if m == 0:
+            archive.add_endpoint(stage_signature(0), lambda image, qmap: stage_outputs(
+                model.cascade_stage({"image": image, "qmap": qmap}, 0)), input_signature=specs())
+        else:
+            carried = [tf.TensorSpec((None, None, None, model.branches[m - 1].width), tf.float32, name="context"),
+                       tf.TensorSpec((None, summary_width), tf.float32, name="summary")]
+            archive.add_endpoint(stage_signature(m), lambda image, qmap, context, summary, m=m: stage_outputs(
+                model.cascade_stage({"image": image, "qmap": qmap}, m, context, summary)), input_signature=specs() + carried)
+        summary_width += 2 * width
+        head_inputs = [tf.TensorSpec((None, None, None, width), tf.float32, name="features"), specs()[0]]
+        archive.add_endpoint(head_signature(m), lambda features, image, m=m: {
+            OUTPUT_ENHANCED: model.exit_from_features(m, features, image)}, input_signature=head_inputs)
+
+
+def _cascade_inputs(model, inputs: dict) -> dict:
+    """Calibration inputs of the ``stage_m`` / ``head_m`` signatures: the Keras stages run on ``inputs``."""
+    feeds, carried = {}, {}
+    for m in range(model.num_exits):
+        feeds[stage_signature(m)] = {**inputs, **carried}
+        features, summary, _ = model.cascade_stage(inputs, m, *carried.values())
+        features, summary = np.asarray(features), np.asarray(summary)
+        feeds[head_signature(m)] = {"features": features, "image": inputs["image"]}
+        carried = {"context": features, "summary": summary}
+    return feeds
 
 
 def _cell_outputs(cells) -> dict:
@@ -214,9 +272,12 @@ def metadata(model, keys: Sequence[str], variant: str, tile: int, ops: Sequence[
             "exits": [k for k in keys if k.startswith("exit_")],
             "defocus": DEFOCUS_SIGNATURE if DEFOCUS_SIGNATURE in keys else None,
             "tile": tile_signature(tile),
+            **({"stages": [stage_signature(m) for m in range(model.num_exits)],
+                "heads": [head_signature(m) for m in range(model.num_exits)]} if is_cascade(model) else {}),
         },
         "inputs": list(INPUTS),
-        "outputs": {"exits": OUTPUT_ENHANCED, "defocus": OUTPUT_DEFOCUS, "routing": OUTPUT_ROUTING},
+        "outputs": {"exits": OUTPUT_ENHANCED, "defocus": OUTPUT_DEFOCUS, "routing": OUTPUT_ROUTING,
+                    **({"features": OUTPUT_FEATURES, "summary": OUTPUT_SUMMARY, "score": OUTPUT_SCORE} if is_cascade(model) else {})},
         "ops": list(ops),
         "model_config": {k: v for k, v in model.get_config().items() if k not in ("name", "trainable", "dtype")},
     }
@@ -228,7 +289,8 @@ def metadata(model, keys: Sequence[str], variant: str, tile: int, ops: Sequence[
             # The overlap the Python routing asks plan_tiles for, so an app plans the same patches.
             patch_overlap=PATCH_OVERLAP,
             thresholds=list(model.thresholds),
-            # What the thresholds split: "defocus", or "readout" (the ``routing`` output differs from ``defocus``).
+            # What the thresholds split: "defocus", or "readout" (the ``routing`` output differs from
+            # ``defocus``); "cascade": no thresholds to apply, the ``stage_m`` scores decide (leave when > 0).
             routing=model.routing,
             defocus_cell=model.defocus_head.cell_size,
         )
@@ -319,7 +381,9 @@ def representative_dataset(
             jpeg = compress(np.ascontiguousarray(pixels[y : y + crop, x : x + crop]), int(rng.integers(10, 91)))
             qmap = qmap_from_tables(jpeg.luma_table, jpeg.chroma_table, crop, crop, jpeg.subsampling)
             image = jpeg.decoded.astype(np.float32).reshape(1, crop, crop, model.image_channels) / 255.0
+            inputs = {"image": image, "qmap": qmap[None]}
+            chained = _cascade_inputs(model, inputs) if is_cascade(model) else {}
             for key in keys:
-                yield key, {"image": image, "qmap": qmap[None]}
+                yield key, chained.get(key, inputs)
 
     return samples

@@ -24,6 +24,7 @@ CASES = {
     "qga_color": ("float32", "float16", "int8"),
     "daqe_cnn": ("float32", "float16"),
     "daqe_transformer": ("float32", "int8"),
+    "daqe_cascade": ("float32", "int8"),
 }
 _DIR = tempfile.TemporaryDirectory(prefix="daqe_export_tests_")
 
@@ -31,7 +32,8 @@ _DIR = tempfile.TemporaryDirectory(prefix="daqe_export_tests_")
 def build_case(case: str):
     """The Keras model of ``case``, with random exit heads (fresh heads are zero: identity exits).
 
-    "daqe_cnn" routes by a (random) learned readout, "daqe_transformer" by defocus."""
+    "daqe_cnn" routes by a (random) learned readout, "daqe_transformer" by defocus, "daqe_cascade"
+    by a (random) cascade whose stage scores straddle zero."""
     if case == "qga_color":
         return tiny_model(3)
     import keras
@@ -39,7 +41,7 @@ def build_case(case: str):
     from daqe_tf.models import build_model
 
     keras.utils.set_random_seed(3)
-    model = build_model("daqe", 3, texture=case.split("_")[1], **DAQE_TINY)
+    model = build_model("daqe", 3, texture="transformer" if case == "daqe_transformer" else "cnn", **DAQE_TINY)
     rng = np.random.default_rng(3)
     for head in model.heads:
         head.kernel.assign(rng.normal(0, 0.1, head.kernel.shape).astype("float32"))
@@ -48,6 +50,15 @@ def build_case(case: str):
 
         readout = (rng.normal(0, 0.5, model.defocus_widths[-1] + 1), 0.1)
         model = with_routing(model, "readout", [0.0], readout)
+    if case == "daqe_cascade":
+        from daqe_tf.models.daqe import with_routing
+
+        weights = rng.normal(0, 5.0, 2 * model.branches[0].width + 1)
+        probe = with_routing(model, "cascade", [0.0], [(weights, 0.0)])
+        inputs = jpeg_inputs(8, 32, 32, 3, seed=40)
+        inputs["image"] = inputs["image"] * np.linspace(0.2, 1.0, 8)[:, None, None, None]  # patches that differ
+        middle = float(np.median(np.asarray(probe.cascade_stage(inputs, 0)[2])))
+        model = with_routing(model, "cascade", [0.0], [(weights, -middle)])
     return model
 
 

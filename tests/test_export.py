@@ -60,6 +60,36 @@ def test_every_signature_matches_keras(case, variant):
     assert np.abs(first - last).max() > 10 * EXIT_ATOL["float16"]
 
 
+@pytest.mark.parametrize("variant", CASES["daqe_cascade"])
+def test_cascade_stage_and_head_signatures_match_keras_and_route_alike(variant):
+    from daqe_tf.inference.routing import enhance_routed
+
+    model, paths = exported("daqe_cascade")
+    litert = LiteRTModel(paths[variant])
+    assert litert.routing == "cascade"
+    inputs = jpeg_inputs(4, 32, 32, 3, seed=7)
+    atol = EXIT_ATOL[variant]
+    features, summary, score = model.cascade_stage(inputs, 0)
+    got = litert.cascade_stage(inputs, 0)
+    for a, b in zip(got, (features, summary, score)):
+        _check(a, b, 10 * atol if variant == "int8" else atol)
+    last = litert.cascade_stage(inputs, 1, np.asarray(features), np.asarray(summary))
+    want = model.cascade_stage(inputs, 1, features, summary)
+    assert last[2] is None and want[2] is None
+    _check(last[0], want[0], 10 * atol if variant == "int8" else atol)
+    for m, feats in ((0, features), (1, want[0])):
+        _check(litert.exit_from_features(m, np.asarray(feats), inputs["image"]), model.exit_from_features(m, feats, inputs["image"]),
+               atol, INT8_MIN_PSNR if variant == "int8" else None)
+    if variant == "float32":  # whole image: the same exits, the same pixels (up to rounding)
+        pixels = (jpeg_inputs(1, 70, 90, 3, seed=3)["image"][0] * np.linspace(0.2, 1.0, 90)[None, :, None] * 255).round().astype(np.uint8)
+        qmap_for = lambda h, w, origin: np.full((h, w, 2), 0.3, np.float32)  # noqa: E731
+        keras_out, keras_routing = enhance_routed(pixels, model, qmap_for)
+        lite_out, lite_routing = enhance_routed(pixels, litert, qmap_for)
+        assert len(set(keras_routing.exits.tolist())) == 2  # both exits used: the check sees a swapped decision
+        np.testing.assert_array_equal(lite_routing.exits, keras_routing.exits)
+        assert np.abs(lite_out.astype(int) - keras_out).max() <= 1
+
+
 def test_tile_signature_has_a_fixed_shape():
     _, paths = exported("qga_color")
     from ai_edge_litert.interpreter import Interpreter

@@ -64,27 +64,19 @@ def patch_routing_values(model, image: np.ndarray, quality: int, channel: int = 
 
 
 def patch_cascade_inputs(model, pixels: np.ndarray, qmap_for, patches, batch_size: int = 8) -> np.ndarray:
-    """(n, D + 1) per patch: ``patch_summary`` of every branch (in order) and the mean luma Q-map.
+    """(n, D + 1) per patch: ``DAQENet.patch_summaries`` (every branch's summary, the mean luma Q-map).
 
-    Stage m of a cascade reads the first ``sum(2 * width_j, j <= m)`` columns and the last one.
+    Stage m of a cascade reads the first ``stage_width(model, m)`` columns and the last one.
     """
+    from daqe_tf.inference.pipeline import compiled_patch_summaries
     from daqe_tf.inference.routing import _patch_window
-    from daqe_tf.models.daqe import with_routing
-    from daqe_tf.models.daqe.cascade_readout import qmap_summary
-    from daqe_tf.inference.pipeline import compiled_cascade_stage
 
-    if getattr(model, "routing", None) != "cascade":  # stage outputs need a cascade; an unfitted one will do
-        unfitted = [(np.zeros(stage_width(model, m) + 1), -1.0) for m in range(model.num_exits - 1)]
-        model = with_routing(model, "cascade", model.thresholds, unfitted)
+    forward = compiled_patch_summaries(model)
     rows = []
     for first in range(0, len(patches), batch_size):
         windows = [_patch_window(pixels, t, model.patch_size, qmap_for) for t in patches[first : first + batch_size]]
         images, qmaps = (np.stack(parts) for parts in zip(*windows))
-        carried: tuple = ()
-        for stage in range(model.num_exits):
-            features, summary, _ = compiled_cascade_stage(model, stage)(images, qmaps, *carried)
-            carried = (features, summary)
-        rows.append(np.concatenate([np.asarray(carried[1]), np.asarray(qmap_summary(qmaps))], axis=1))
+        rows.append(np.asarray(forward(images, qmaps)))
     return np.concatenate(rows)
 
 

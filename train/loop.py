@@ -254,8 +254,8 @@ class Trainer:
         if Path(path).suffix != ".keras":
             raise ValueError(f"--init_weights {path}: expected a .keras file (a .tflite file holds no trainable weights)")
         source = load_model(path)  # ModelFileError names a missing or unreadable file
-        # A DAQE file's routing readout is fitted after training (train.fit_thresholds), not trained.
-        source_weights = shared_weights(source) if getattr(source, "routing_readout", None) is not None else source.weights
+        # A DAQE file's routing readouts are fitted after training (train.fit_thresholds), not trained.
+        source_weights = shared_weights(source) if hasattr(source, "cascade_readouts") else source.weights
         ours = [tuple(v.shape) for v in self.model.weights]
         theirs = [tuple(v.shape) for v in source_weights]
         if type(source).__name__ != type(self.model).__name__ or ours != theirs:
@@ -324,7 +324,7 @@ class Trainer:
         cfg, model = self.cfg, self.model
         if model.routing != "defocus":
             raise ValueError(f'model_config routing {model.routing!r}: train with routing "defocus" (the pseudo labels '
-                             "cluster the crops by defocus) and fit a readout afterwards with train.fit_thresholds --signal readout")
+                             "cluster the crops by defocus) and fit a readout or cascade afterwards with train.fit_thresholds --signal readout|cascade")
         if cfg.patch_size != model.patch_size:
             raise ValueError(f"--patch_size {cfg.patch_size} must equal the DAQE model's patch_size "
                              f"{model.patch_size}: the training crops are the patches that clusters route")

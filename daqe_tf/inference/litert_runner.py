@@ -51,7 +51,10 @@ class LiteRTModel:
         self.stride = int(self.metadata["stride"])
         self.patch_size = self.metadata.get("patch_size")
         self.thresholds = self.metadata.get("thresholds")
+        self.routing = self.metadata.get("routing")
         self.signatures = self.metadata["signatures"]
+        if self.routing == "cascade" and not {"stages", "heads"} <= set(self.signatures):
+            raise ModelFileError(f"{self.path}: routes by cascade but its metadata names no stage/head signatures")
         missing = set(self.signature_keys()) - set(self._interpreter.get_signature_list())
         if missing:
             raise ModelFileError(f"{self.path}: lacks signatures {sorted(missing)} named in its metadata")
@@ -61,15 +64,32 @@ class LiteRTModel:
         self._runners: dict = {}
 
     def signature_keys(self) -> list[str]:
-        """Exits, then ``defocus`` (DAQE), then the fixed tile."""
-        return [*self.signatures["exits"], *filter(None, [self.signatures.get("defocus"), self.signatures.get("tile")])]
+        """Exits, then ``defocus`` (DAQE), then a cascade's stages and heads, then the fixed tile."""
+        cascade = [*self.signatures.get("stages", []), *self.signatures.get("heads", [])]
+        return [*self.signatures["exits"], *filter(None, [self.signatures.get("defocus")]), *cascade,
+                *filter(None, [self.signatures.get("tile")])]
 
     def run(self, key: str, inputs: dict) -> dict:
-        """One signature on ``{"image", "qmap"}``; returns its outputs by name."""
+        """One signature on named float32 inputs (``{"image", "qmap"}`` for most); returns its outputs by name."""
         if key not in self._runners:
             self._runners[key] = self._interpreter.get_signature_runner(key)
-        arrays = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in ("image", "qmap")}
+        arrays = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in inputs.items()}
         return self._runners[key](**arrays)
+
+    def cascade_stage(self, inputs: dict, stage: int, context=None, summary=None):
+        """``DAQENet.cascade_stage`` on the file's ``stage_<m>`` signature: (features, summary, score or None)."""
+        names = self.metadata["outputs"]
+        feeds = {"image": inputs["image"], "qmap": inputs["qmap"]}
+        if stage > 0:
+            feeds.update(context=context, summary=summary)
+        outputs = self.run(self.signatures["stages"][stage], feeds)
+        score = outputs.get(names["score"]) if stage < self.num_exits - 1 else None
+        return outputs[names["features"]], outputs[names["summary"]], score
+
+    def exit_from_features(self, stage: int, features, image) -> np.ndarray:
+        """``DAQENet.exit_from_features`` on the file's ``head_<m>`` signature."""
+        outputs = self.run(self.signatures["heads"][stage], {"features": features, "image": image})
+        return outputs[self.metadata["outputs"]["exits"]]
 
     def __call__(self, inputs: dict, exit_index: int = -1) -> np.ndarray:
         if not -self.num_exits <= exit_index < self.num_exits:

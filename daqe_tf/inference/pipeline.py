@@ -103,6 +103,11 @@ def compiled_cascade_stage(model, stage: int) -> Callable:
     return _compiled(model, ("cascade", stage), forward)
 
 
+def compiled_patch_summaries(model) -> Callable:
+    """``model.patch_summaries`` (what a cascade's readouts are fitted on), compiled."""
+    return _compiled(model, "patch_summaries", lambda image, qmap: model.patch_summaries({"image": image, "qmap": qmap}))
+
+
 def compiled_exit_from_features(model, stage: int) -> Callable:
     """``model.exit_from_features`` for one stage, compiled: (features, image) -> exit output."""
     return _compiled(model, ("exit_from", stage), lambda features, image: model.exit_from_features(stage, features, image))

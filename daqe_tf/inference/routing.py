@@ -288,7 +288,7 @@ MAX_LOG_SIGMA = float(np.log1p(8.0))  # the estimator's sigma cap, in the head's
 def defocus_image(routing: Routing) -> np.ndarray:
     """uint8 HxW picture of the predicted defocus: black = sharp, white = sigma 8 px or more."""
     if routing.defocus is None:
-        raise ValueError("no defocus map: an exit was forced, so the head did not run")
+        raise ValueError("no defocus map: the head did not run (an exit was forced, or a cascade routed without defocus_map)")
     cells = to_uint8(np.clip(routing.defocus / MAX_LOG_SIGMA, 0.0, 1.0))
     return _cells_to_pixels(cells, routing.height, routing.width)
 

@@ -237,6 +237,21 @@ class DAQENet(keras.Model):
             return features, summary, None
         return features, summary, self.cascade_readouts[stage]([summary, qmap_summary(qmap)])
 
+    def patch_summaries(self, inputs):
+        """(B, D + 1): ``patch_summary`` of every branch in order, then the mean luma Q-map, per patch.
+
+        What a cascade's stages read (stage m: the first summaries up to branch m, and the last
+        column), for any routing: ``train.fit_thresholds`` fits the readouts on it.
+        """
+        image, qmap = self._split(inputs)
+        image, qmap = pad_to_multiple(image, self.stride), pad_to_multiple(qmap, self.stride)
+        context, summaries = [], []
+        for branch in self.branches:
+            features = branch([image, qmap, *context])
+            context = [features]
+            summaries.append(patch_summary(features))
+        return ops.concatenate([*summaries, qmap_summary(qmap)], axis=-1)
+
     def exit_from_features(self, stage: int, features, image):
         """Exit ``stage``'s output from its branch's ``features`` (``cascade_stage``) and the patch ``image``."""
         return image + self.heads[stage](self.textures[stage](features))

@@ -1,0 +1,202 @@
+"""Cascade routing: the stage readout, the exit rule and its budget fit, the model's stages, whole-image
+routing against forced exits, the .keras round trip, the fit tool and the CLI maps."""
+import keras
+import numpy as np
+import pytest
+
+from daqe_tf.defocus.clusters import budget_cascade_thresholds, cascade_exits, oracle_exits
+from daqe_tf.inference.routing import enhance_routed, run_patches
+from daqe_tf.inference.tiling import plan_tiles
+from daqe_tf.models import build_model
+from daqe_tf.models.daqe import CascadeReadout, cascade_readout_fit, shared_weights, with_routing
+from daqe_tf.models.daqe.cascade_readout import patch_summary, qmap_summary
+from tests.test_train_daqe import TINY_DAQE, image_folder  # noqa: F401  (fixture)
+
+RNG = np.random.default_rng(21)
+
+
+def _model(seed=0):
+    """A tiny DAQENet whose exits differ (random heads), so routing changes the output."""
+    keras.utils.set_random_seed(seed)
+    model = build_model("daqe", 3, **TINY_DAQE)
+    rng = np.random.default_rng(seed)
+    for head in model.heads:
+        head.kernel.assign(rng.normal(0, 0.1, head.kernel.shape).astype("float32"))
+    return model
+
+
+def _sizes(model):
+    return [sum(2 * model.branches[j].width for j in range(m + 1)) + 1 for m in range(model.num_exits - 1)]
+
+
+def _cascade(model, biases, weights=None):
+    weights = weights or [np.zeros(n) for n in _sizes(model)]
+    return with_routing(model, "cascade", model.thresholds, list(zip(weights, biases)))
+
+
+def _qmap_for(height, width, origin):
+    return np.full((height, width, 2), 0.4, np.float32)
+
+
+def test_readout_is_a_linear_map_of_summary_and_qmap_and_unfitted_sends_everyone_deep():
+    layer = CascadeReadout()
+    summary = RNG.normal(size=(4, 6)).astype("float32")
+    qmap_mean = RNG.uniform(size=(4, 1)).astype("float32")
+    assert np.all(np.asarray(layer([summary, qmap_mean])) < 0)  # zero weights, bias -1: nobody leaves
+    weights = RNG.normal(size=7)
+    layer.set_linear(weights, 0.25)
+    expected = np.column_stack([summary, qmap_mean]) @ weights + 0.25
+    np.testing.assert_allclose(np.asarray(layer([summary, qmap_mean]))[:, 0], expected, rtol=1e-5, atol=1e-5)
+    assert isinstance(CascadeReadout.from_config(layer.get_config()), CascadeReadout)
+    with pytest.raises(ValueError, match="7 cascade readout weights"):
+        layer.set_linear(weights[:3], 0.0)
+
+
+def test_summaries_are_channel_means_and_mean_magnitudes():
+    features = RNG.normal(size=(2, 4, 5, 3)).astype("float32")
+    out = np.asarray(patch_summary(features))
+    np.testing.assert_allclose(out[:, :3], features.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[:, 3:], np.abs(features).mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    qmap = RNG.uniform(size=(2, 8, 8, 2)).astype("float32")
+    np.testing.assert_allclose(np.asarray(qmap_summary(qmap))[:, 0], qmap[..., 0].mean(axis=(1, 2)), rtol=1e-5)
+
+
+def test_fit_recovers_the_log_error_ratio_of_its_stage():
+    inputs = RNG.normal(size=(400, 4)) * [1, 5, 0.2, 2] + 1.0
+    value = 0.5 + 0.3 * inputs[:, 1] - 2.0 * inputs[:, 2]  # log(error deepest / error exit 1)
+    errors = np.column_stack([np.ones(400), np.exp(-value), np.ones(400)])
+    weights, bias = cascade_readout_fit(inputs, errors, stage=1, ridge=1e-4)
+    np.testing.assert_allclose(inputs @ weights + bias, value, atol=1e-3)
+    with pytest.raises(ValueError, match="stage 2 out of range"):
+        cascade_readout_fit(inputs, errors, stage=2)
+
+
+def test_exit_is_the_first_positive_stage_else_the_deepest():
+    scores = np.array([[0.5, 0.5], [-0.1, 0.2], [-1.0, -1.0], [0.0, 3.0]])
+    np.testing.assert_array_equal(cascade_exits(scores), [0, 1, 2, 1])
+
+
+def test_budget_thresholds_meet_the_budget_and_reach_the_oracle_on_a_perfect_score():
+    n = 300
+    gain = RNG.uniform(0, 1, n)  # what the deepest exit adds over exit 1; exit 0 is always much worse
+    errors = np.column_stack([np.full(n, 5.0), 1.0 + gain, np.ones(n)])
+    costs = np.array([1.0, 2.0, 4.0])
+    scores = np.column_stack([np.full(n, -1.0), -gain])  # stage 1 knows the gain exactly
+    chosen = budget_cascade_thresholds(scores, errors, costs, budget=0.75)
+    exits = cascade_exits(scores - np.asarray(chosen))
+    assert costs[exits].mean() <= 0.75 * costs[-1] + 1e-9
+    best = oracle_exits(errors, costs, 0.75)
+    routed = errors[np.arange(n), exits].sum()
+    assert routed <= errors[np.arange(n), best].sum() * 1.01
+    assert np.all(exits > 0)  # exit 0 never pays
+    with pytest.raises(ValueError, match="no cascade thresholds"):
+        budget_cascade_thresholds(scores, errors, costs, budget=0.2)
+
+
+def test_stages_chain_to_the_exits_of_the_plain_call():
+    model = _model()
+    cascade = _cascade(model, [-1.0, -1.0])
+    inputs = {"image": RNG.uniform(0, 1, (2, 32, 32, 3)).astype("float32"),
+              "qmap": RNG.uniform(0, 1, (2, 32, 32, 2)).astype("float32")}
+    carried, summaries = (), []
+    for stage in range(3):
+        features, summary, score = cascade.cascade_stage(inputs, stage, *carried)
+        out = np.asarray(cascade.exit_from_features(stage, features, inputs["image"]))
+        np.testing.assert_allclose(out, np.asarray(model(inputs, exit_index=stage)), rtol=1e-5, atol=1e-6)
+        summaries.append(np.asarray(patch_summary(features)))
+        np.testing.assert_allclose(np.asarray(summary), np.concatenate(summaries, axis=1), rtol=1e-6)
+        assert (score is None) == (stage == 2)
+        carried = (features, summary)
+    with pytest.raises(ValueError, match="later stages take both"):
+        cascade.cascade_stage(inputs, 1)
+    with pytest.raises(ValueError, match="needs routing 'cascade'"):
+        model.cascade_stage(inputs, 0)
+    with pytest.raises(ValueError, match="no cluster map"):
+        cascade.cluster_map(inputs)
+    with pytest.raises(ValueError, match="one fitted readout per stage"):
+        with_routing(model, "cascade", model.thresholds, [(np.zeros(_sizes(model)[0]), 0.0)])
+
+
+@pytest.mark.parametrize("biases, expected", [((1.0, 1.0), 0), ((-1.0, 1.0), 1), ((-1.0, -1.0), 2)])
+def test_whole_image_cascade_equals_forcing_the_exit_it_chose(biases, expected):
+    model = _model(seed=1)
+    pixels = RNG.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    out, routing = enhance_routed(pixels, _cascade(model, biases), _qmap_for)
+    assert routing.signal == "cascade" and routing.defocus is None and np.all(routing.exits == expected)
+    forced = run_patches(pixels, model, _qmap_for, routing.patches, routing.exits)
+    np.testing.assert_array_equal(out, forced)
+    assert "exits by cascade" in routing.describe()
+
+
+def test_mixed_cascade_routes_by_the_stage_scores_and_survives_a_safe_reload(tmp_path):
+    from daqe_tf.inference.routing import _patch_window
+
+    model = _model(seed=2)
+    pixels = (RNG.uniform(0, 1, (96, 128, 1)) * np.linspace(20, 255, 128)[None, :, None]).repeat(3, axis=2).astype(np.uint8)
+    weights = [RNG.normal(0, 1, n) for n in _sizes(model)]
+    probe = _cascade(model, [0.0, 0.0], weights)  # the scores with no threshold, patch by patch
+    patches = plan_tiles(96, 128, model.patch_size, 0, 16)
+    images, qmaps = (np.stack(parts) for parts in zip(*(_patch_window(pixels, t, model.patch_size, _qmap_for) for t in patches)))
+    features, summary, score0 = probe.cascade_stage({"image": images, "qmap": qmaps}, 0)
+    _, _, score1 = probe.cascade_stage({"image": images, "qmap": qmaps}, 1, features, summary)
+    scores = np.column_stack([np.asarray(score0)[:, 0], np.asarray(score1)[:, 0]])
+    cuts = [np.quantile(scores[:, 0], 0.7), np.quantile(scores[:, 1], 0.5)]
+    cascade = _cascade(model, [-cuts[0], -cuts[1]], weights)
+
+    out, routing = enhance_routed(pixels, cascade, _qmap_for)
+    np.testing.assert_array_equal(routing.exits, cascade_exits(scores - np.asarray(cuts)))
+    assert set(routing.exits.tolist()) == {0, 1, 2}
+    np.testing.assert_array_equal(out, run_patches(pixels, model, _qmap_for, routing.patches, routing.exits))
+
+    cascade.save(tmp_path / "cascade.keras")
+    loaded = keras.models.load_model(tmp_path / "cascade.keras", safe_mode=True)
+    assert loaded.routing == "cascade"
+    again, routing_again = enhance_routed(pixels, loaded, _qmap_for)
+    np.testing.assert_array_equal(routing_again.exits, routing.exits)
+    np.testing.assert_array_equal(again, out)
+    with_map, routed_with_map = enhance_routed(pixels, loaded, _qmap_for, defocus_map=True)
+    assert routed_with_map.defocus.shape == (6, 8)
+    np.testing.assert_array_equal(with_map, out)
+    for a, b in zip(shared_weights(loaded), model.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_fit_tool_builds_a_cascade_within_the_budget(tmp_path, image_folder, capsys):  # noqa: F811
+    from daqe_tf.complexity import count_macs
+    from daqe_tf.inference.pipeline import enhance
+    from daqe_tf.jpeg.simulate import compress
+    from train.data import list_images, load_images
+    from train.fit_thresholds import main
+
+    model = _model(seed=3)
+    model.save(tmp_path / "trained.keras")
+    argv = ["--model", str(tmp_path / "trained.keras"), "--train_data", str(image_folder),
+            "--out", str(tmp_path / "cascade.keras"), "--qualities", "10,40", "--budget", "0.7", "--signal", "cascade"]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "| cascade budget |" in table and "| oracle 0.70 |" in table
+    routed = keras.models.load_model(tmp_path / "cascade.keras", safe_mode=True)
+    assert routed.routing == "cascade"
+    assert any(np.abs(np.asarray(r.kernel)).sum() > 0 for r in routed.cascade_readouts)
+    costs = np.array([count_macs(routed, routed.patch_size, routed.patch_size, k) for k in range(3)])
+    exits = []
+    for image in load_images(list_images(str(image_folder)), grayscale=False, min_size=16):
+        for q in (10, 40):
+            exits.append(enhance(compress(image, q).data, routed).routing.exits)
+    assert costs[np.concatenate(exits)].mean() <= 0.7 * costs[-1] + 1e-6  # the calibration images themselves
+    with pytest.raises(ValueError, match="pass --budget"):
+        main(argv[:8] + ["--signal", "cascade"])
+
+
+def test_patch_summaries_are_what_the_stages_read_for_any_routing():
+    model = _model(seed=4)
+    cascade = _cascade(model, [-1.0, -1.0])
+    inputs = {"image": RNG.uniform(0, 1, (3, 32, 32, 3)).astype("float32"),
+              "qmap": RNG.uniform(0, 1, (3, 32, 32, 2)).astype("float32")}
+    carried = ()
+    for stage in range(3):
+        features, summary, _ = cascade.cascade_stage(inputs, stage, *carried)
+        carried = (features, summary)
+    expected = np.concatenate([np.asarray(summary), np.asarray(qmap_summary(inputs["qmap"]))], axis=1)
+    for source in (model, cascade):  # a defocus-routed model gives the same columns
+        np.testing.assert_allclose(np.asarray(source.patch_summaries(inputs)), expected, rtol=1e-5, atol=1e-6)
