@@ -239,6 +239,14 @@ def refit(model, images: list[np.ndarray], qualities, signal: str = "defocus", b
     return routed
 
 
+def spread(paths: list, count: int) -> list:
+    """``count`` of ``paths`` evenly spaced from the first to the last: a list grouped by source
+    folder is sampled across all of them (its first N are often one folder only)."""
+    if count >= len(paths):
+        return list(paths)
+    return [paths[i] for i in np.linspace(0, len(paths) - 1, count).round().astype(int)]
+
+
 def main(argv=None) -> int:
     from daqe_tf.inference.models import load_model, save_model
     from daqe_tf.inference.routing import is_defocus_aware
@@ -250,7 +258,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data_root", default=None, help="root for relative paths in a list file")
     parser.add_argument("--out", required=True, help="where to write the model with refitted thresholds")
     parser.add_argument("--qualities", default="10,20,30,40", help="JPEG qualities the predictions are taken at")
-    parser.add_argument("--max_images", type=int, default=0, help="use only the first N images (0 = all)")
+    parser.add_argument("--max_images", type=int, default=0, help="use only N images (0 = all): the first N, or with --spread N spread over the list")
+    parser.add_argument("--spread", action="store_true",
+                        help="take the --max_images images evenly spaced over the list (every source folder), not the first N")
     parser.add_argument("--budget", type=float, default=None,
                         help="fit for the least error with the exits costing at most this fraction of the deepest")
     parser.add_argument("--signal", choices=("defocus", "readout", "cascade"), default="defocus",
@@ -265,7 +275,7 @@ def main(argv=None) -> int:
         parser.error(f"{args.model} is a {type(model).__name__}, not a DAQE model")
     paths = list_images(args.train_data, args.data_root)
     if args.max_images:
-        paths = paths[: args.max_images]
+        paths = spread(paths, args.max_images) if args.spread else paths[: args.max_images]
     images = load_images(paths, grayscale=model.image_channels == 1, min_size=16)
     qualities = [int(q) for q in args.qualities.split(",")]
     before = (model.routing, np.round(model.thresholds, 4).tolist())
