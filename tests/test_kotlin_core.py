@@ -4,8 +4,9 @@ The phone must parse JPEG headers, build Q-maps, cut tiles, route patches to exi
 results and read the exporter's metadata exactly as the Python side does. This test writes vectors
 from the Python code (JPEGs made here with Pillow, parser results, Q-maps, tile plans, blend
 weights, cluster ids, routing by a routing map that differs from the defocus map, stitched and
-end-to-end pipeline outputs (one exit, and routed per patch), EXIF orientations, model metadata
-from ``export.converter`` with and without the routing keys), compiles the Kotlin core and its
+end-to-end pipeline outputs (one exit, routed per patch, and routed by a cascade's stage scores),
+EXIF orientations, model metadata from ``export.converter`` with and without the routing keys and
+for a cascade), compiles the Kotlin core and its
 JUnit tests with Debian's ``kotlinc`` (cached by a hash of the sources) and runs JUnit on the
 vector folder.
 
@@ -502,6 +503,151 @@ def _write_routing_vectors(folder: Path, manifest: dict) -> None:
     manifest["routed_pipeline"] = {"fake_model": ROUTED_FAKE, "cases": routed}
 
 
+# The fake cascade of the cascade vectors (``routing.run_cascade``'s interface, per patch, so batching
+# changes nothing). Stage m works at 1/d of the patch side, d = 2^(N-1-m): features channel 0 = the
+# first image channel, channel 1 = the last Q-map channel x its gain, each plus the previous stage's
+# context (nearest-upsampled; channel 0 x context_gain); the summary appends the features at one
+# position per stage; the score mixes this stage's and stage 0's summary entries minus the stage's
+# offset (per case: the exits spread, and one patch per stage scores exactly 0). Head m: image x its
+# scale + the upsampled features x gains - bias, so the pixels show the exit and the features a patch was given.
+CASCADE_FAKE = {
+    "patch": 64, "exits": 3, "context_gain": 0.5, "qmap_gains": [0.3, 0.6, 0.9], "summary_gain": 1.5, "first_weight": 0.75,
+    "qmap_weight": 0.5, "exit_scales": [0.8, 1.0, 1.2], "feature_gains": [0.1, 0.2], "bias": 0.05, "defocus_window": 128,
+}
+
+
+def _upsample(x: np.ndarray, factor: int) -> np.ndarray:
+    return np.repeat(np.repeat(x, factor, axis=1), factor, axis=2)
+
+
+def _cascade_down(stage: int) -> int:
+    return 2 ** (CASCADE_FAKE["exits"] - 1 - stage)
+
+
+def _fake_cascade_stage(stage: int, offsets: list):
+    """``compiled_cascade_stage(model, stage)`` of the fake; ``offsets`` is read at each call."""
+    f = {k: np.float32(CASCADE_FAKE[k]) for k in ("context_gain", "summary_gain", "first_weight", "qmap_weight")}
+    gain = np.float32(CASCADE_FAKE["qmap_gains"][stage])
+    d, last = _cascade_down(stage), CASCADE_FAKE["exits"] - 1
+
+    def forward(image, qmap, *carried):
+        x0 = image[:, ::d, ::d, 0]
+        x1 = qmap[:, ::d, ::d, -1] * gain
+        if carried:
+            context, _ = carried
+            x0 = x0 + _upsample(context[..., 0], 2) * f["context_gain"]
+            x1 = x1 + _upsample(context[..., 1], 2)
+        features = np.stack([x0, x1], axis=-1)
+        k = features.shape[1] * (stage + 1) // (last + 2)
+        pooled = features[:, k, k, :]
+        summary = np.concatenate([carried[1], pooled], axis=-1) if carried else pooled
+        if stage == last:
+            return features, summary, None
+        score = summary[:, 2 * stage] * f["summary_gain"] - summary[:, 0] * f["first_weight"] \
+            + summary[:, 2 * stage + 1] * f["qmap_weight"] - np.float32(offsets[stage])
+        return features, summary, score[:, None]
+
+    return forward
+
+
+def _fake_cascade_head(stage: int):
+    """``compiled_exit_from_features(model, stage)`` of the fake."""
+    scale, (g0, g1), bias = (np.float32(v) for v in (CASCADE_FAKE["exit_scales"][stage], CASCADE_FAKE["feature_gains"], CASCADE_FAKE["bias"]))
+    d = _cascade_down(stage)
+
+    def forward(features, image):
+        return image * scale + _upsample(features[..., :1], d) * g0 + _upsample(features[..., 1:], d) * g1 - bias
+
+    return forward
+
+
+def _raw_cascade_scores(pixels: np.ndarray, qmap_for, patches) -> np.ndarray:
+    """(patches, N - 1) stage scores with zero offsets, every patch through every stage."""
+    from daqe_tf.inference.routing import _patch_window
+
+    images, qmaps = (np.stack(parts) for parts in zip(*(_patch_window(pixels, t, CASCADE_FAKE["patch"], qmap_for) for t in patches)))
+    carried, scores = (), []
+    for stage in range(CASCADE_FAKE["exits"] - 1):
+        features, summary, score = _fake_cascade_stage(stage, [0.0] * CASCADE_FAKE["exits"])(images, qmaps, *carried)
+        carried = (features, summary)
+        scores.append(score[:, 0])
+    return np.stack(scores, axis=1)
+
+
+def _offset_at(values: np.ndarray, share: float) -> float:
+    """One of the float32 ``values``, with about ``share`` of them above it: that patch's score is
+    then exactly 0, which is not > 0 (it stays), so a ">=" on either side would pick another exit."""
+    ordered = np.unique(values)
+    return float(ordered[min(max(int(round(len(ordered) * (1 - share))), 0), len(ordered) - 2)])
+
+
+def _write_cascade_vectors(folder: Path, manifest: dict) -> None:
+    """Cascade-routed pipeline (``enhance_routed`` with routing "cascade") on the fake: the exits come
+    from the stage scores as the patches run, first positive stage first; no defocus head unless a
+    defocus map is asked for."""
+    from daqe_tf.inference.routing import PATCH_OVERLAP
+
+    cases = [
+        # 10 patches per row: batches of 8 and 2; the defocus map is asked for.
+        ("c420_wide", encode_jpeg(natural_image(150, 460, 3, seed=41), quality=40), 3, True),
+        ("gray", encode_jpeg(natural_image(140, 170, 1, seed=42), quality=50), 1, False),
+        ("gray_colour_model", encode_jpeg(natural_image(100, 200, 1, seed=43), quality=30), 3, False),
+    ]
+    exits_count = CASCADE_FAKE["exits"]
+    offsets = [0.0] * (exits_count - 1)
+    entries = []
+    with pytest.MonkeyPatch.context() as mp:
+        captured = {}
+        routed = pipeline.enhance_routed
+
+        def capture(pixels, model, qmap_for, **kwargs):
+            captured.update(pixels=pixels, qmap_for=qmap_for)
+            return routed(pixels, model, qmap_for, **kwargs)
+
+        mp.setattr(pipeline, "enhance_routed", capture)
+        mp.setattr(pipeline, "compiled_cascade_stage", lambda model, stage: _fake_cascade_stage(stage, offsets))
+        mp.setattr(pipeline, "compiled_exit_from_features", lambda model, stage: _fake_cascade_head(stage))
+        mp.setattr(pipeline, "compiled_cell_maps", lambda model: _fake_cell_maps)
+        for name, data, model_channels, with_map in cases:
+            model = types.SimpleNamespace(
+                image_channels=model_channels, num_exits=exits_count, patch_size=CASCADE_FAKE["patch"], routing="cascade",
+                thresholds=[0.0] * (exits_count - 1), cell_maps=_fake_cell_maps,  # placeholders: a cascade uses neither
+            )
+            # The pixels the model sees (after gray/colour adaptation) give the offsets: ~35% leave at
+            # stage 0, about half of the rest at stage 1.
+            offsets[:] = [0.0] * (exits_count - 1)
+            pipeline.enhance(data, model, tile=CASCADE_FAKE["defocus_window"])
+            pixels, qmap_for = captured["pixels"], captured["qmap_for"]
+            patches = plan_tiles(pixels.shape[0], pixels.shape[1], CASCADE_FAKE["patch"], PATCH_OVERLAP)
+            raw = _raw_cascade_scores(pixels, qmap_for, patches)
+            offsets[0] = _offset_at(raw[:, 0], 0.35)
+            offsets[1] = _offset_at(raw[raw[:, 0] <= offsets[0], 1], 0.5)
+            result = pipeline.enhance(data, model, tile=CASCADE_FAKE["defocus_window"], defocus_map=with_map)
+            loaded, out, routing = result.source, result.pixels, result.routing
+            leaves = raw > np.array(offsets, np.float32)
+            first = np.where(leaves[:, 0], 0, np.where(leaves[:, 1], 1, 2))
+            assert np.sum(raw[:, 0] == offsets[0]) >= 1 and np.sum(raw[first >= 1, 1] == offsets[1]) >= 1, (raw, offsets)
+            assert loaded.orientation == 1 and routing.signal == "cascade" and np.array_equal(routing.exits, first), (routing.exits, first)
+            assert np.all(routing.exit_counts() > 0), routing.exit_counts()
+            # Leaving at the first positive stage, not the last: exit-0 patches whose stage-1 score is positive too.
+            assert np.sum(leaves[:, 0] & leaves[:, 1]) >= 1, leaves
+            if with_map:
+                cells = _fake_cell_maps(pixels.reshape(1, *pixels.shape[:2], -1).astype(np.float32) / np.float32(255))[0]
+                assert np.array_equal(routing.defocus, cells[..., 0])
+            else:
+                assert routing.defocus is None
+            entries.append({
+                "name": name, "jpeg": _bytes(folder, f"cascade_{name}.jpg", data),
+                "height": loaded.pixels.shape[0], "width": loaded.pixels.shape[1],
+                "channels": 1 if loaded.pixels.ndim == 2 else 3, "model_channels": model_channels, "overlap": PATCH_OVERLAP,
+                "offsets": list(offsets),
+                "pixels": _u8(folder, f"cascade_{name}_in.u8", loaded.pixels), "expected": _u8(folder, f"cascade_{name}_out.u8", out),
+                "patches": [[t.y0, t.x0, t.y1, t.x1] for t in routing.patches], "exits": routing.exits.tolist(),
+                "defocus": _f32(folder, f"cascade_{name}_defocus.f32", routing.defocus) if with_map else None,
+            })
+    manifest["cascade_pipeline"] = {"fake_model": CASCADE_FAKE, "cases": entries}
+
+
 def _write_orientation_vectors(folder: Path, manifest: dict) -> None:
     entries = []
     for name, pixels in [("rgb", np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)), ("gray", np.arange(4 * 6, dtype=np.uint8).reshape(4, 6))]:
@@ -535,7 +681,8 @@ def _write_meta_vectors(folder: Path, manifest: dict) -> None:
     and broken copies it must refuse with a message naming the key."""
     from daqe_tf.inference.routing import PATCH_OVERLAP
     from daqe_tf.models import build_model
-    from export.converter import OUTPUT_ROUTING, metadata, metadata_text, signature_keys
+    from export.converter import (OUTPUT_FEATURES, OUTPUT_ROUTING, OUTPUT_SCORE, OUTPUT_SUMMARY, head_signature, is_cascade, metadata,
+                                  metadata_text, signature_keys, stage_signature)
     from tests.export_cases import DAQE_TINY, TILE, build_case
     from tests.helpers import tiny_model
 
@@ -548,25 +695,40 @@ def _write_meta_vectors(folder: Path, manifest: dict) -> None:
         old["outputs"] = {k: v for k, v in meta["outputs"].items() if k != "routing"}
         return old
 
+    def cascade_names(model) -> dict | None:
+        """What the app must find in a cascade's metadata, from the exporter's own names."""
+        if not is_cascade(model):
+            return None
+        n = model.num_exits
+        return {"stages": [stage_signature(m) for m in range(n)], "heads": [head_signature(m) for m in range(n)],
+                "features": OUTPUT_FEATURES, "summary": OUTPUT_SUMMARY, "score": OUTPUT_SCORE}
+
     valid = []
     colour = None
     gray_model = build_model("daqe", 1, texture="cnn", **GRAY_DAQE)
-    for name, model, legacy_file in [("daqe_colour", build_case("daqe_cnn"), False), ("daqe_gray", gray_model, False),
-                                     ("daqe_gray_legacy", gray_model, True)]:
-        meta = exported_meta(model)
-        if legacy_file:
-            meta = legacy(meta)
+    cascade_model = build_case("daqe_cascade")
+    cascade = exported_meta(cascade_model)
+    # A cascade's thresholds are placeholders: the app reads them but does not hold them to the exit count.
+    placeholders = {**cascade, "thresholds": []}
+    for name, model, meta in [("daqe_colour", build_case("daqe_cnn"), None), ("daqe_gray", gray_model, None),
+                              ("daqe_gray_legacy", gray_model, "legacy"), ("daqe_cascade", cascade_model, cascade),
+                              ("daqe_cascade_placeholders", cascade_model, placeholders)]:
+        legacy_file = meta == "legacy"
+        meta = legacy(exported_meta(model)) if legacy_file else meta or exported_meta(model)
         colour = colour or meta
         (folder / f"{name}.tflite.json").write_text(metadata_text(meta))
         valid.append({"name": name, "file": f"{name}.tflite.json", "expected": {
             "image_channels": model.image_channels, "qmap_channels": model.qmap_channels, "num_exits": model.num_exits,
-            "patch_size": model.patch_size, "patch_overlap": PATCH_OVERLAP, "thresholds": [float(t) for t in model.thresholds],
+            "patch_size": model.patch_size, "patch_overlap": PATCH_OVERLAP, "thresholds": [float(t) for t in meta["thresholds"]],
             # Older files route by the defocus output (LiteRTModel.cell_maps does the same).
             "routing": "defocus" if legacy_file else model.routing, "routing_output": None if legacy_file else OUTPUT_ROUTING,
+            "cascade": cascade_names(model),
         }})
     assert {v["expected"]["num_exits"] for v in valid} == {2, 3}
-    assert [v["expected"]["routing"] for v in valid] == ["readout", "defocus", "defocus"]
+    assert [v["expected"]["routing"] for v in valid] == ["readout", "defocus", "defocus", "cascade", "cascade"]
     assert colour["routing"] == "readout" and colour["outputs"]["routing"] == OUTPUT_ROUTING
+    assert cascade["routing"] == "cascade" and cascade["signatures"]["stages"] == cascade_names(cascade_model)["stages"]
+    assert [float(t) for t in cascade["thresholds"]] == [float(t) for t in cascade_model.thresholds]
 
     broken = [(f"no_{key}", {k: v for k, v in colour.items() if k != key}, [f"missing key '{key}'"]) for key in META_KEYS]
     for name, changes, key in [
@@ -593,6 +755,25 @@ def _write_meta_vectors(folder: Path, manifest: dict) -> None:
         ("readout_without_output", {"outputs": legacy(colour)["outputs"]}, "outputs"),
     ]:
         broken.append((name, {**colour, **changes}, [f"'{key}'"]))
+    signatures, outputs = cascade["signatures"], cascade["outputs"]
+    without = lambda d, key: {k: v for k, v in d.items() if k != key}  # noqa: E731
+    for name, changes, expect in [
+        ("cascade_no_stages", {"signatures": without(signatures, "stages")}, ["'signatures'", "'stages'", "'cascade'"]),
+        ("cascade_no_heads", {"signatures": without(signatures, "heads")}, ["'signatures'", "'heads'"]),
+        ("cascade_signatures_list", {"signatures": list(signatures)}, ["'signatures'", "'cascade'"]),
+        ("cascade_no_signatures", {"signatures": None}, ["'signatures'"]),
+        ("cascade_stage_number", {"signatures": {**signatures, "stages": [0, 1]}}, ["'signatures'", "'stages'"]),
+        ("cascade_stages_short", {"signatures": {**signatures, "stages": signatures["stages"][:1]}}, ["'signatures'", "one stage and one head per exit"]),
+        ("cascade_heads_long", {"signatures": {**signatures, "heads": signatures["heads"] + ["head_9"]}}, ["'signatures'", "3 heads"]),
+        ("cascade_no_features_output", {"outputs": without(outputs, "features")}, ["'outputs'", "'features'", "'cascade'"]),
+        ("cascade_no_summary_output", {"outputs": without(outputs, "summary")}, ["'outputs'", "'summary'"]),
+        ("cascade_no_score_output", {"outputs": without(outputs, "score")}, ["'outputs'", "'score'"]),
+        ("cascade_score_number", {"outputs": {**outputs, "score": 3}}, ["'outputs'", "'score'"]),
+        ("cascade_no_outputs", {"outputs": None}, ["'outputs'", "'features'"]),
+        ("cascade_thresholds_text", {"thresholds": ["0.0"]}, ["'thresholds'"]),
+    ]:
+        meta = {k: v for k, v in {**cascade, **changes}.items() if v is not None}
+        broken.append((name, meta, expect))
     # A real QGAUNet export: no routing keys, refused for its family before any of them is missed.
     broken.append(("qga_unet", exported_meta(tiny_model(3)), ["'family'", "'qga_unet'"]))
     entries = []
@@ -613,6 +794,7 @@ def _write_vectors(folder: Path) -> dict:
     _write_stitch_vectors(folder, manifest)
     _write_pipeline_vectors(folder, manifest)
     _write_routing_vectors(folder, manifest)
+    _write_cascade_vectors(folder, manifest)
     _write_orientation_vectors(folder, manifest)
     _write_meta_vectors(folder, manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -725,6 +907,7 @@ def test_kotlin_tests_read_every_vector_set(kotlin_run):
         "pipeline": len(manifest["pipeline"]["cases"]),
         "routing_clusters": len(manifest["routing_clusters"]),
         "routed_pipeline": len(manifest["routed_pipeline"]["cases"]),
+        "cascade_pipeline": len(manifest["cascade_pipeline"]["cases"]),
         "orientation": len(manifest["orientation"]),
         "model_meta": len(manifest["model_meta"]["valid"]) + len(manifest["model_meta"]["broken"]),
     }

@@ -114,9 +114,12 @@ class MainActivity : AppCompatActivity() {
         val opened = LiteRtModel.open(this)
         val meta = opened.model.meta
         model = opened.model
-        val created = TiledEnhancer(
-            opened.model, opened.model, meta.thresholds, meta.patchOverlap, ModelContract.DEFOCUS_OVERLAP
-        )
+        // A cascade's stages pick the exits; no defocus pass is made for it (the app shows only the exits).
+        val created = if (meta.cascade != null) {
+            TiledEnhancer(cascade = opened.model, defocus = null, overlap = meta.patchOverlap)
+        } else {
+            TiledEnhancer(opened.model, opened.model, meta.thresholds, meta.patchOverlap, ModelContract.DEFOCUS_OVERLAP)
+        }
         enhancer = created
         val note = opened.note?.let { "\n$it" } ?: ""
         post(getString(R.string.status_loaded, opened.model.backend, opened.warmUpNanos / 1e9) + note)

@@ -6,12 +6,16 @@ package org.daqe.demo.core
  * key names, its other keys ignored. A missing or invalid key fails with a message naming it,
  * so a model that does not fit the app is refused before any buffer is sized from it.
  *
- * [thresholds]: [numExits] - 1 non-decreasing thresholds on a patch's mean [routing] value.
- * [routing]: which per-cell signal that is (the exporter's `routing`; defocus when absent).
+ * [thresholds]: [numExits] - 1 non-decreasing thresholds on a patch's mean [routing] value; a
+ * cascade's are placeholders (its stage scores decide), read but not checked beyond being numbers.
+ * [routing]: which per-cell signal that is (the exporter's `routing`; defocus when absent), or
+ * [RoutingSignal.CASCADE].
  * [patchOverlap]: the overlap the Python routing asks `plan_tiles` for (`PATCH_OVERLAP`), so the
  * phone plans the same patches.
  * [routingOutput]: the `defocus` signature's output holding the routing value per cell
  * (`outputs.routing`); null for files exported before it, which route by the defocus output.
+ * [cascade]: a cascade's stage and head signatures and their output names; null unless
+ * [routing] is [RoutingSignal.CASCADE], which requires it.
  */
 class ModelMeta(
     val imageChannels: Int,
@@ -21,7 +25,8 @@ class ModelMeta(
     val patchOverlap: Int,
     val thresholds: FloatArray,
     val routing: RoutingSignal = RoutingSignal.DEFOCUS,
-    val routingOutput: String? = null
+    val routingOutput: String? = null,
+    val cascade: CascadeNames? = null
 ) {
     init {
         check(imageChannels == 1 || imageChannels == 3, "image_channels", "must be 1 or 3, got $imageChannels")
@@ -32,15 +37,23 @@ class ModelMeta(
         check(patchSize > 0 && patchSize % CellGrid.CELL == 0, "patch_size", "must be a positive multiple of 16, got $patchSize")
         check(patchOverlap >= 0 && patchOverlap % CellGrid.CELL == 0 && patchOverlap < patchSize, "patch_overlap",
             "must be a multiple of 16 below patch_size ($patchSize), got $patchOverlap")
-        check(thresholds.size == numExits - 1, "thresholds", "$numExits exits need ${numExits - 1} thresholds, got ${thresholds.size}")
-        try {
-            Clusters.checkThresholds(thresholds)
-        } catch (e: IllegalArgumentException) {
-            throw IllegalArgumentException("model metadata: 'thresholds': ${e.message}")
+        if (routing != RoutingSignal.CASCADE) {
+            check(thresholds.size == numExits - 1, "thresholds", "$numExits exits need ${numExits - 1} thresholds, got ${thresholds.size}")
+            try {
+                Clusters.checkThresholds(thresholds)
+            } catch (e: IllegalArgumentException) {
+                throw IllegalArgumentException("model metadata: 'thresholds': ${e.message}")
+            }
         }
         // Without its own output, a readout model's thresholds would be compared with defocus values.
-        check(routing == RoutingSignal.DEFOCUS || routingOutput != null, "outputs",
+        check(routing != RoutingSignal.READOUT || routingOutput != null, "outputs",
             "names no 'routing' output, which routing '${routing.key}' needs (re-export with python -m export.main)")
+        check(routing != RoutingSignal.CASCADE || cascade != null, "signatures",
+            "names no cascade stages and heads, which routing 'cascade' needs (re-export with python -m export.main)")
+        if (cascade != null) {
+            check(cascade.stages.size == numExits && cascade.heads.size == numExits, "signatures",
+                "must name one stage and one head per exit ($numExits), got ${cascade.stages.size} stages and ${cascade.heads.size} heads")
+        }
     }
 
     companion object {
@@ -99,6 +112,8 @@ class ModelMeta(
             val routingOutput = outputs?.get("routing")?.let {
                 it as? String ?: throw IllegalArgumentException("model metadata: 'outputs' must name the routing output by a string, got $it")
             }
+            // A cascade runs its own signatures; what it needs is required only for it.
+            val cascade = if (routing == RoutingSignal.CASCADE) cascadeNames(o["signatures"], outputs) else null
             return ModelMeta(
                 imageChannels = int("image_channels"),
                 qmapChannels = int("qmap_channels"),
@@ -107,18 +122,49 @@ class ModelMeta(
                 patchOverlap = int("patch_overlap"),
                 thresholds = thresholds,
                 routing = routing,
-                routingOutput = routingOutput
+                routingOutput = routingOutput,
+                cascade = cascade
             )
+        }
+
+        /** `signatures.stages` / `heads` and `outputs.features` / `summary` / `score` of a cascade export. */
+        private fun cascadeNames(signatures: Any?, outputs: Map<*, *>?): CascadeNames {
+            val needs = "which routing 'cascade' needs (re-export with python -m export.main)"
+            val s = signatures as? Map<*, *> ?: throw IllegalArgumentException(
+                "model metadata: 'signatures' must be an object naming the cascade stages and heads, $needs; got $signatures"
+            )
+            fun names(key: String): List<String> {
+                val list = s[key] as? List<*> ?: throw IllegalArgumentException(
+                    "model metadata: 'signatures' names no '$key' list, $needs; got ${s[key]}"
+                )
+                return list.map {
+                    it as? String ?: throw IllegalArgumentException("model metadata: 'signatures' '$key' must hold strings, got $it")
+                }
+            }
+            fun output(key: String): String = outputs?.get(key) as? String ?: throw IllegalArgumentException(
+                "model metadata: 'outputs' names no '$key' output by a string, $needs; got ${outputs?.get(key)}"
+            )
+            return CascadeNames(names("stages"), names("heads"), output("features"), output("summary"), output("score"))
         }
     }
 }
 
-/** The per-cell signal a model's thresholds split into clusters: the exporter's `routing` key. */
+/**
+ * What a cascade export names (`export.converter`): per exit m the signatures [stages][m] and
+ * [heads][m], and the stage outputs [features], [summary] and [score] (the deepest stage has no score).
+ * The stages' extra inputs (`context`, `summary`) and the heads' (`features`, `image`) are fixed by
+ * the exporter and listed in the app's ModelContract.
+ */
+class CascadeNames(val stages: List<String>, val heads: List<String>, val features: String, val summary: String, val score: String)
+
+/** How a model picks each patch's exit: the exporter's `routing` key. */
 enum class RoutingSignal(val key: String) {
-    /** The predicted defocus, log1p(blur sigma). */
+    /** Thresholds on the predicted defocus per cell, log1p(blur sigma). */
     DEFOCUS("defocus"),
-    /** A learned linear readout of the defocus head's features (higher = cheaper exit). */
-    READOUT("readout");
+    /** Thresholds on a learned linear readout of the defocus head's features per cell (higher = cheaper exit). */
+    READOUT("readout"),
+    /** No per-cell signal: after each branch a score per patch says whether it leaves ([CascadeModel]). */
+    CASCADE("cascade");
 
     companion object {
         fun fromKey(key: String): RoutingSignal? = values().firstOrNull { it.key == key }

@@ -34,15 +34,55 @@ interface DefocusModel {
     fun runDefocus(image: FloatArray, qmap: FloatArray, defocus: FloatArray, routing: FloatArray)
 }
 
+/**
+ * A "cascade" model's branches, as the enhancer calls them (metadata `routing` "cascade"): no map
+ * decides up front. Stage m runs branch m on a batch of patches; for m > 0 it also takes, per patch,
+ * the `features` and `summary` stage m - 1 gave for that same patch, so only the patches still
+ * running are fed (packed to the front of the batch). Its score says whether a patch is done: it
+ * leaves through exit m at the first stage whose score is > 0, and the deepest stage has no score.
+ * Head m turns stage m's features and the patch into the exit's output. Batches are batchSize
+ * patchSize x patchSize patches (fixed shapes, as for [PatchModel]); slots past `count` repeat the
+ * last real one (inputs of every kind) and their outputs are ignored.
+ */
+interface CascadeModel {
+    /** As [PatchModel.channels]. */
+    val channels: Int
+    val patchSize: Int
+    val batchSize: Int
+    /** Stages, heads and exits alike; exit m is head m. */
+    val exitCount: Int
+
+    /** Values per patch of stage [stage]'s `features` (h x w x F) and of its `summary` (D). */
+    fun featureSize(stage: Int): Int
+    fun summarySize(stage: Int): Int
+
+    /**
+     * Stage [stage] on [image] (B x P x P x C) and [qmap] (B x P x P x Q); [context] and [summary] are
+     * null for stage 0, else B x featureSize(stage - 1) and B x summarySize(stage - 1). Writes
+     * B x featureSize(stage) to [featuresOut], B x summarySize(stage) to [summaryOut] and, except for
+     * the deepest stage ([scoreOut] null there), B scores to [scoreOut].
+     */
+    fun runStage(
+        stage: Int, count: Int, image: FloatArray, qmap: FloatArray, context: FloatArray?, summary: FloatArray?,
+        featuresOut: FloatArray, summaryOut: FloatArray, scoreOut: FloatArray?
+    )
+
+    /** Head [stage] on [features] (B x featureSize(stage)) and [image] (B x P x P x C); writes B x P x P x C values in [0, 1] to [out]. */
+    fun runHead(stage: Int, count: Int, features: FloatArray, image: FloatArray, out: FloatArray)
+}
+
 /** An enhanced image and how it was made. */
 class EnhanceResult(
     val image: Image8,
     /** The patch plan; [exits] holds the exit used for each of its tiles, row-major. */
     val plan: TilePlan,
     val exits: IntArray,
-    /** ceil(H / 16) x ceil(W / 16) predicted defocus per cell, for display; null when not needed (one exit). */
+    /**
+     * ceil(H / 16) x ceil(W / 16) predicted defocus per cell, for display; null when the defocus head
+     * did not run (one exit, or a cascade not given a [DefocusModel]).
+     */
     val defocusMap: FloatArray?,
-    /** The routing value per cell, same layout, that [exits] were chosen by; null with [defocusMap]. */
+    /** The routing value per cell, same layout, that [exits] were chosen by; null when not computed (always for a cascade). */
     val routingMap: FloatArray?,
     val defocusNanos: Long,
     val exitNanos: Long
@@ -59,40 +99,60 @@ class EnhanceResult(
  * Whole-image enhancement with per-patch exits: defocus and routing maps -> exit per patch (by the
  * routing map) -> batched exits -> blended output. The same steps as the Python pipeline's
  * `enhance_pixels` (tiles, Q-map, gray/colour adaptation, routing, blending, rounding).
+ * A [CascadeModel] replaces the first two steps: its stages choose the exits as the patches run
+ * (`run_cascade`), and the defocus head, if given at all, runs only for [EnhanceResult.defocusMap].
  *
  * Windows that run past the image edge are padded to the fixed model size by repeating the edge
  * pixels; the Q-map continues the block grid there. Only the in-image part of each output is blended.
  * Patches are processed one row of the plan at a time, so memory is one row of outputs plus one
  * blending band.
  */
-class TiledEnhancer(
-    private val model: PatchModel,
+class TiledEnhancer private constructor(
+    private val model: PatchModel?,
+    private val cascade: CascadeModel?,
     private val defocus: DefocusModel?,
     private val thresholds: FloatArray,
-    /** Overlap between patches, a multiple of 16 below the patch size. */
     private val overlap: Int,
-    /** Overlap between defocus windows. */
-    private val defocusOverlap: Int = 64
+    private val defocusOverlap: Int
 ) {
+    /**
+     * Routes each patch by [defocus]'s routing map split at [thresholds]; [overlap]: between patches,
+     * a multiple of 16 below the patch size; [defocusOverlap]: between defocus windows.
+     */
+    constructor(model: PatchModel, defocus: DefocusModel?, thresholds: FloatArray, overlap: Int, defocusOverlap: Int = 64) :
+        this(model, null, defocus, thresholds, overlap, defocusOverlap)
+
+    /**
+     * Routes each patch through [cascade]'s stages (no thresholds: the scores decide). [defocus]: null,
+     * or a head to run only for the defocus map shown to people (it costs a pass; nothing depends on it).
+     */
+    constructor(cascade: CascadeModel, defocus: DefocusModel?, overlap: Int, defocusOverlap: Int = 64) :
+        this(null, cascade, defocus, FloatArray(0), overlap, defocusOverlap)
+
+    private val channels = model?.channels ?: cascade!!.channels
+    private val patchSize = model?.patchSize ?: cascade!!.patchSize
+    private val batchSize = model?.batchSize ?: cascade!!.batchSize
+    private val exitCount = model?.exitCount ?: cascade!!.exitCount
+
     init {
-        require(model.channels == 1 || model.channels == 3) { "model channels must be 1 or 3, got ${model.channels}" }
-        require(model.batchSize >= 1 && model.exitCount >= 1) { "model needs a batch size and at least one exit" }
-        require(thresholds.size == model.exitCount - 1) {
-            "${model.exitCount} exits need ${model.exitCount - 1} thresholds, got ${thresholds.size}"
+        require(channels == 1 || channels == 3) { "model channels must be 1 or 3, got $channels" }
+        require(batchSize >= 1 && exitCount >= 1) { "model needs a batch size and at least one exit" }
+        if (model != null) {
+            require(thresholds.size == exitCount - 1) { "$exitCount exits need ${exitCount - 1} thresholds, got ${thresholds.size}" }
+            Clusters.checkThresholds(thresholds)
         }
-        Clusters.checkThresholds(thresholds)
         if (defocus != null) require(defocus.windowSize % CellGrid.CELL == 0) { "defocus window must be a multiple of 16" }
     }
 
     /** Enhances [image] (stored orientation) using the tables of [header]; [progress] gets (done, total) windows. */
     @Throws(JpegFormatException::class)
     fun enhance(image: Image8, header: JpegHeader, progress: ((Int, Int) -> Unit)? = null): EnhanceResult {
-        val spec = QMapSpec.forModel(header, model.channels)
-        if (image.channels == 3 && model.channels == 1) {
+        val spec = QMapSpec.forModel(header, channels)
+        if (image.channels == 3 && channels == 1) {
             val y = enhanceMatched(LumaChroma.luma(image), spec, progress)
             return EnhanceResult(LumaChroma.withLuma(image, y.image), y.plan, y.exits, y.defocusMap, y.routingMap, y.defocusNanos, y.exitNanos)
         }
-        if (image.channels == 1 && model.channels == 3) {
+        if (image.channels == 1 && channels == 3) {
             val rgb = enhanceMatched(LumaChroma.replicate(image), spec, progress)
             return EnhanceResult(
                 LumaChroma.channelMean(rgb.image), rgb.plan, rgb.exits, rgb.defocusMap, rgb.routingMap, rgb.defocusNanos, rgb.exitNanos
@@ -102,25 +162,30 @@ class TiledEnhancer(
     }
 
     private fun enhanceMatched(image: Image8, spec: QMapSpec, progress: ((Int, Int) -> Unit)?): EnhanceResult {
-        val plan = TilePlan.plan(image.height, image.width, model.patchSize, overlap, CellGrid.CELL)
-        val defocusPlan = if (defocus != null && model.exitCount > 1) {
+        val plan = TilePlan.plan(image.height, image.width, patchSize, overlap, CellGrid.CELL)
+        // Routing by map needs the head when there is a choice; a cascade only when asked for the map.
+        val defocusPlan = if (defocus != null && (cascade != null || exitCount > 1)) {
             TilePlan.plan(image.height, image.width, defocus.windowSize, defocusOverlap, CellGrid.CELL)
         } else {
             null
         }
         val total = plan.size + (defocusPlan?.size ?: 0)
         val started = System.nanoTime()
-        var maps: CellMaps? = null
-        val exits: IntArray
-        if (defocusPlan != null && defocus != null) {
-            maps = cellMaps(image, spec, defocus, defocusPlan, progress, total)
-            exits = Clusters.assign(plan, maps.routing, CellGrid.cells(image.height), CellGrid.cells(image.width), thresholds)
-        } else {
-            exits = IntArray(plan.size) { model.exitCount - 1 }
+        val maps = if (defocusPlan != null && defocus != null) cellMaps(image, spec, defocus, defocusPlan, progress, total) else null
+        val exits = when {
+            cascade != null -> IntArray(plan.size) // filled by the stages as the patches leave
+            maps != null -> Clusters.assign(plan, maps.routing, CellGrid.cells(image.height), CellGrid.cells(image.width), thresholds)
+            else -> IntArray(plan.size) { exitCount - 1 }
         }
         val defocusDone = System.nanoTime()
-        val out = runExits(image, spec, plan, exits) { done -> progress?.invoke(total - plan.size + done, total) }
-        return EnhanceResult(out, plan, exits, maps?.defocus, maps?.routing, defocusDone - started, System.nanoTime() - defocusDone)
+        val tileDone: (Int) -> Unit = { done -> progress?.invoke(total - plan.size + done, total) }
+        val out = if (cascade != null) {
+            runCascade(cascade, image, spec, plan, exits, tileDone)
+        } else {
+            runExits(model!!, image, spec, plan, exits, tileDone)
+        }
+        val routing = if (cascade != null) null else maps?.routing
+        return EnhanceResult(out, plan, exits, maps?.defocus, routing, defocusDone - started, System.nanoTime() - defocusDone)
     }
 
     /** The two whole-image maps of [DefocusModel], ceil(H / 16) x ceil(W / 16) each. */
@@ -163,7 +228,7 @@ class TiledEnhancer(
     }
 
     /** Per plan row: batch the row's patches by exit, run them, then blend the row in plan order. */
-    private fun runExits(image: Image8, spec: QMapSpec, plan: TilePlan, exits: IntArray, tileDone: (Int) -> Unit): Image8 {
+    private fun runExits(model: PatchModel, image: Image8, spec: QMapSpec, plan: TilePlan, exits: IntArray, tileDone: (Int) -> Unit): Image8 {
         val p = model.patchSize
         val c = image.channels
         val patchValues = p * p * c
@@ -207,6 +272,105 @@ class TiledEnhancer(
         }
         check(stitcher.done) { "stitcher received ${stitcher.added} of ${plan.size} tiles" }
         return result
+    }
+
+    /**
+     * Per plan row, in batches of up to batchSize patches in column order (as Python's `run_cascade`):
+     * stage 0 on all of them, then each later stage on those not yet gone, packed to the front with
+     * the features and summary their previous stage gave; the patches leaving at a stage run its head
+     * together. Their exits go to [exits]; then the row is blended in plan order.
+     */
+    private fun runCascade(
+        model: CascadeModel, image: Image8, spec: QMapSpec, plan: TilePlan, exits: IntArray, tileDone: (Int) -> Unit
+    ): Image8 {
+        val p = model.patchSize
+        val c = image.channels
+        val patchValues = p * p * c
+        val patchQ = p * p * spec.channels
+        val batch = model.batchSize
+        val last = model.exitCount - 1
+        val featureSizes = IntArray(model.exitCount) { model.featureSize(it) }
+        val summarySizes = IntArray(model.exitCount) { model.summarySize(it) }
+        // The batch's patches by position in it, and the inputs of the current stage and head by slot.
+        val chunkPixels = FloatArray(batch * patchValues)
+        val chunkQmap = FloatArray(batch * patchQ)
+        val pixels = FloatArray(batch * patchValues)
+        val qmap = FloatArray(batch * patchQ)
+        val headPixels = FloatArray(batch * patchValues)
+        val outputs = FloatArray(batch * patchValues)
+        val features = Array(model.exitCount) { FloatArray(batch * featureSizes[it]) }
+        val summaries = Array(model.exitCount) { FloatArray(batch * summarySizes[it]) }
+        val headFeatures = Array(model.exitCount) { FloatArray(batch * featureSizes[it]) }
+        // Stage m's context and summary inputs: stage m - 1's outputs for the patches still running.
+        val contexts = Array(model.exitCount) { if (it == 0) null else FloatArray(batch * featureSizes[it - 1]) }
+        val carried = Array(model.exitCount) { if (it == 0) null else FloatArray(batch * summarySizes[it - 1]) }
+        val score = FloatArray(batch)
+        var members = IntArray(batch)
+        var stayed = IntArray(batch)
+        val leaving = IntArray(batch)
+        val staying = IntArray(batch)
+        val rowOutputs = FloatArray(plan.cols * patchValues)
+        val result = Image8.blank(image.width, image.height, c)
+        val rowBytes = image.width * c
+        val stitcher = Stitcher(plan, c) { y0, y1, bytes -> System.arraycopy(bytes, 0, result.data, y0 * rowBytes, (y1 - y0) * rowBytes) }
+        for (r in 0 until plan.rows) {
+            var first = 0
+            while (first < plan.cols) {
+                val count = minOf(batch, plan.cols - first)
+                for (i in 0 until count) {
+                    val t = plan.tile(r, first + i)
+                    Patches.pack(image, t.y0, t.x0, p, chunkPixels, i * patchValues)
+                    spec.fill(t.y0, t.x0, p, p, chunkQmap, i * patchQ)
+                }
+                // members[slot]: position in the batch of the patch in that slot of the current stage.
+                for (i in 0 until count) members[i] = i
+                var running = count
+                for (stage in 0..last) {
+                    gather(chunkPixels, patchValues, members, running, batch, pixels)
+                    gather(chunkQmap, patchQ, members, running, batch, qmap)
+                    val scores = if (stage < last) score else null
+                    model.runStage(stage, running, pixels, qmap, contexts[stage], carried[stage], features[stage], summaries[stage], scores)
+                    var gone = 0
+                    var kept = 0
+                    // NaN is not > 0: such a patch stays, as in Python.
+                    for (slot in 0 until running) if (scores == null || scores[slot] > 0f) leaving[gone++] = slot else staying[kept++] = slot
+                    if (gone > 0) {
+                        gather(features[stage], featureSizes[stage], leaving, gone, batch, headFeatures[stage])
+                        gather(pixels, patchValues, leaving, gone, batch, headPixels)
+                        model.runHead(stage, gone, headFeatures[stage], headPixels, outputs)
+                        for (j in 0 until gone) {
+                            val col = first + members[leaving[j]]
+                            exits[r * plan.cols + col] = stage
+                            System.arraycopy(outputs, j * patchValues, rowOutputs, col * patchValues, patchValues)
+                        }
+                    }
+                    if (kept == 0) break
+                    gather(features[stage], featureSizes[stage], staying, kept, batch, contexts[stage + 1]!!)
+                    gather(summaries[stage], summarySizes[stage], staying, kept, batch, carried[stage + 1]!!)
+                    for (j in 0 until kept) stayed[j] = members[staying[j]]
+                    val swap = members
+                    members = stayed
+                    stayed = swap
+                    running = kept
+                }
+                first += count
+            }
+            for (col in 0 until plan.cols) {
+                stitcher.add(rowOutputs, col * patchValues, p * c)
+                tileDone(stitcher.added)
+            }
+        }
+        check(stitcher.done) { "stitcher received ${stitcher.added} of ${plan.size} tiles" }
+        return result
+    }
+
+    /**
+     * Items [items][0 until count] of [size] values each from [src] into the first [count] slots of
+     * [dest], then the last of them repeated into the remaining ones up to [slots] (Python's `_fill`).
+     */
+    private fun gather(src: FloatArray, size: Int, items: IntArray, count: Int, slots: Int, dest: FloatArray) {
+        for (slot in 0 until count) System.arraycopy(src, items[slot] * size, dest, slot * size, size)
+        for (slot in count until slots) System.arraycopy(dest, (count - 1) * size, dest, slot * size, size)
     }
 }
 

@@ -3,6 +3,7 @@ package org.daqe.demo.core
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertNotNull
+import org.junit.Assert.assertNull
 import org.junit.Assert.assertTrue
 import org.junit.Assert.fail
 import org.junit.Test
@@ -37,6 +38,18 @@ class ModelMetaTest {
             assertArrayEquals("$name thresholds", thresholds, meta.thresholds, 0f)
             assertEquals("$name routing", e["routing"] as String, meta.routing.key)
             assertEquals("$name routing output", e["routing_output"] as String?, meta.routingOutput)
+            val cascade = e["cascade"]
+            if (cascade == null) {
+                assertNull("$name cascade", meta.cascade)
+            } else {
+                val c = cascade.obj()
+                val names = meta.cascade!!
+                assertEquals("$name stages", c["stages"], names.stages)
+                assertEquals("$name heads", c["heads"], names.heads)
+                assertEquals("$name features", c["features"], names.features)
+                assertEquals("$name summary", c["summary"], names.summary)
+                assertEquals("$name score", c["score"], names.score)
+            }
         }
         val broken = set["broken"].arr()
         for (case in broken) {
@@ -77,7 +90,43 @@ class ModelMetaTest {
             "model metadata: 'outputs' names no 'routing' output, which routing 'readout' needs (re-export with python -m export.main)",
             refusal("""$base, "routing": "readout"}""")
         )
-        assertEquals("model metadata: 'routing' must be 'defocus' or 'readout', got blur", refusal("""$base, "routing": "blur", $outputs}"""))
+        assertEquals(
+            "model metadata: 'routing' must be 'defocus' or 'readout' or 'cascade', got blur",
+            refusal("""$base, "routing": "blur", $outputs}""")
+        )
+    }
+
+    /** A cascade needs its stage and head signatures and their output names, one of each per exit; its thresholds are not used. */
+    @Test
+    fun cascadeNeedsItsSignatures() {
+        val base = """{"format": 1, "family": "daqe", "io_dtype": "float32", "defocus_cell": 16, "image_channels": 1,
+            "qmap_channels": 1, "num_exits": 3, "patch_size": 64, "patch_overlap": 0, "thresholds": [0.0], "routing": "cascade""""
+        val signatures = """"signatures": {"exits": ["exit_0", "exit_1", "exit_2"], "stages": ["s0", "s1", "s2"], "heads": ["h0", "h1", "h2"]}"""
+        val outputs = """"outputs": {"exits": "enhanced", "features": "f", "summary": "s", "score": "p"}"""
+        val meta = ModelMeta.parse("$base, $signatures, $outputs}")
+        assertEquals(RoutingSignal.CASCADE, meta.routing)
+        assertEquals(listOf("s0", "s1", "s2"), meta.cascade!!.stages)
+        assertEquals(listOf("h0", "h1", "h2"), meta.cascade!!.heads)
+        assertEquals(listOf("f", "s", "p"), listOf(meta.cascade!!.features, meta.cascade!!.summary, meta.cascade!!.score))
+        assertNull(meta.routingOutput)
+        assertArrayEquals(floatArrayOf(0f), meta.thresholds, 0f)
+        val needs = "which routing 'cascade' needs (re-export with python -m export.main)"
+        assertEquals("model metadata: 'signatures' must be an object naming the cascade stages and heads, $needs; got null", refusal("$base, $outputs}"))
+        assertEquals(
+            "model metadata: 'signatures' names no 'heads' list, $needs; got null",
+            refusal("""$base, "signatures": {"stages": ["s0", "s1", "s2"]}, $outputs}""")
+        )
+        assertEquals(
+            "model metadata: 'signatures' must name one stage and one head per exit (3), got 2 stages and 3 heads",
+            refusal("""$base, "signatures": {"stages": ["s0", "s1"], "heads": ["h0", "h1", "h2"]}, $outputs}""")
+        )
+        assertEquals(
+            "model metadata: 'outputs' names no 'score' output by a string, $needs; got null",
+            refusal("""$base, $signatures, "outputs": {"features": "f", "summary": "s"}}""")
+        )
+        // The same keys mean nothing to a model routed by defocus.
+        val byDefocus = ModelMeta.parse("${base.replace("\"cascade\"", "\"defocus\"").replace("[0.0]", "[0.0, 0.5]")}}")
+        assertNull(byDefocus.cascade)
     }
 
     @Test

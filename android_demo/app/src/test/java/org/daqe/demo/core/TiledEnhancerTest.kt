@@ -83,6 +83,138 @@ private class CornerPixelCells(override val windowSize: Int, private val channel
     }
 }
 
+/** Slots [count] until the end of [values] (items of [size]) must repeat the last real one. */
+private fun assertRepeated(what: String, values: FloatArray, count: Int, batch: Int, size: Int) {
+    assertEquals("$what holds $batch items of $size", batch * size, values.size)
+    for (slot in count until batch) for (i in 0 until size) {
+        assertEquals("$what slot $slot", values[(count - 1) * size + i], values[slot * size + i], 0f)
+    }
+}
+
+/**
+ * The Python cascade vectors' fake (`_fake_cascade_stage`, `_fake_cascade_head` in
+ * tests/test_kotlin_core.py), the same float32 operations in the same order. Stage m works at 1/d of
+ * the patch side, d = 2^(N-1-m): features = (first image channel + context_gain x the previous
+ * stage's channel 0, last Q-map channel x its gain + the previous channel 1); the summary appends
+ * the features at one position; score from the summary minus offsets[m]. Head m: image x its scale
+ * + upsampled features x gains - bias. [flip] negates the scores: every decision the other way.
+ */
+private class FakeCascade(
+    override val channels: Int,
+    override val patchSize: Int,
+    override val batchSize: Int,
+    override val exitCount: Int,
+    fake: Map<String, Any?>,
+    private val offsets: FloatArray,
+    private val flip: Boolean = false
+) : CascadeModel {
+    private val contextGain = fake["context_gain"].num().toFloat()
+    private val qmapGains = fake["qmap_gains"].doubles().map { it.toFloat() }
+    private val summaryGain = fake["summary_gain"].num().toFloat()
+    private val firstWeight = fake["first_weight"].num().toFloat()
+    private val qmapWeight = fake["qmap_weight"].num().toFloat()
+    private val scales = fake["exit_scales"].doubles().map { it.toFloat() }
+    private val gains = fake["feature_gains"].doubles().map { it.toFloat() }
+    private val bias = fake["bias"].num().toFloat()
+
+    /** Real patches each stage and head was given. */
+    val stagePatches = IntArray(exitCount)
+    val headPatches = IntArray(exitCount)
+
+    private fun down(stage: Int) = 1 shl (exitCount - 1 - stage)
+    private fun side(stage: Int) = patchSize / down(stage)
+
+    override fun featureSize(stage: Int) = side(stage) * side(stage) * 2
+    override fun summarySize(stage: Int) = 2 * (stage + 1)
+
+    override fun runStage(
+        stage: Int, count: Int, image: FloatArray, qmap: FloatArray, context: FloatArray?, summary: FloatArray?,
+        featuresOut: FloatArray, summaryOut: FloatArray, scoreOut: FloatArray?
+    ) {
+        assertTrue(count in 1..batchSize)
+        assertEquals("stage $stage context", stage > 0, context != null)
+        assertEquals("stage $stage summary", stage > 0, summary != null)
+        assertEquals("stage $stage score", stage < exitCount - 1, scoreOut != null)
+        stagePatches[stage] += count
+        val p = patchSize
+        val q = qmap.size / (batchSize * p * p)
+        assertRepeated("stage $stage image", image, count, batchSize, p * p * channels)
+        assertRepeated("stage $stage qmap", qmap, count, batchSize, p * p * q)
+        if (context != null) assertRepeated("stage $stage context", context, count, batchSize, featureSize(stage - 1))
+        if (summary != null) assertRepeated("stage $stage summary", summary, count, batchSize, summarySize(stage - 1))
+        val d = down(stage)
+        val n = side(stage)
+        val f = featureSize(stage)
+        val s = summarySize(stage)
+        for (b in 0 until batchSize) {
+            for (i in 0 until n) for (j in 0 until n) {
+                val pixel = (b * p + i * d) * p + j * d
+                var x0 = image[pixel * channels]
+                var x1 = qmap[pixel * q + q - 1] * qmapGains[stage]
+                if (context != null) {
+                    val pn = side(stage - 1)
+                    val c = ((b * pn + i / 2) * pn + j / 2) * 2
+                    x0 = x0 + context[c] * contextGain
+                    x1 = x1 + context[c + 1]
+                }
+                featuresOut[b * f + (i * n + j) * 2] = x0
+                featuresOut[b * f + (i * n + j) * 2 + 1] = x1
+            }
+            if (summary != null) System.arraycopy(summary, b * (s - 2), summaryOut, b * s, s - 2)
+            val k = n * (stage + 1) / (exitCount + 1)
+            summaryOut[b * s + s - 2] = featuresOut[b * f + (k * n + k) * 2]
+            summaryOut[b * s + s - 1] = featuresOut[b * f + (k * n + k) * 2 + 1]
+            if (scoreOut != null) {
+                val o = b * s
+                val score = summaryOut[o + 2 * stage] * summaryGain - summaryOut[o] * firstWeight + summaryOut[o + 2 * stage + 1] * qmapWeight - offsets[stage]
+                scoreOut[b] = if (flip) -score else score
+            }
+        }
+    }
+
+    override fun runHead(stage: Int, count: Int, features: FloatArray, image: FloatArray, out: FloatArray) {
+        assertTrue(count in 1..batchSize)
+        headPatches[stage] += count
+        val p = patchSize
+        assertRepeated("head $stage features", features, count, batchSize, featureSize(stage))
+        assertRepeated("head $stage image", image, count, batchSize, p * p * channels)
+        val d = down(stage)
+        val n = side(stage)
+        val f = featureSize(stage)
+        for (b in 0 until batchSize) for (y in 0 until p) for (x in 0 until p) {
+            val cell = b * f + ((y / d) * n + x / d) * 2
+            for (c in 0 until channels) {
+                val i = ((b * p + y) * p + x) * channels + c
+                out[i] = image[i] * scales[stage] + features[cell] * gains[0] + features[cell + 1] * gains[1] - bias
+            }
+        }
+    }
+}
+
+/** A cascade of [exitCount] stages whose stage [leaveAt] sends every patch out; features carry the stage index. */
+private class LeaveAtStage(override val channels: Int, override val patchSize: Int, override val batchSize: Int,
+                           override val exitCount: Int, private val leaveAt: Int) : CascadeModel {
+    val stageCalls = IntArray(exitCount)
+
+    override fun featureSize(stage: Int) = 1
+    override fun summarySize(stage: Int) = 1
+
+    override fun runStage(
+        stage: Int, count: Int, image: FloatArray, qmap: FloatArray, context: FloatArray?, summary: FloatArray?,
+        featuresOut: FloatArray, summaryOut: FloatArray, scoreOut: FloatArray?
+    ) {
+        stageCalls[stage]++
+        java.util.Arrays.fill(featuresOut, stage.toFloat())
+        java.util.Arrays.fill(summaryOut, 0f)
+        if (scoreOut != null) java.util.Arrays.fill(scoreOut, if (stage == leaveAt) 1f else 0f)
+    }
+
+    override fun runHead(stage: Int, count: Int, features: FloatArray, image: FloatArray, out: FloatArray) {
+        assertEquals(stage.toFloat(), features[0], 0f)
+        System.arraycopy(image, 0, out, 0, out.size)
+    }
+}
+
 class TiledEnhancerTest {
     @Test
     fun matchesThePythonPipelineEndToEnd() {
@@ -156,6 +288,89 @@ class TiledEnhancerTest {
             for (e in scales.indices) assertEquals("$name exit $e patches", exits.count { it == e }, model.patches[e])
         }
         Vectors.report("routed_pipeline", cases.size)
+    }
+
+    /**
+     * Python's cascade-routed pipeline: the same patches, exits and pixels, whatever the batch size;
+     * the defocus map only where it was asked for, no routing map. The same fake with every score
+     * negated must then disagree on both exits and pixels (the vectors see a swapped decision).
+     */
+    @Test
+    fun cascadeRoutesLikeThePythonPipeline() {
+        val section = Vectors.section("cascade_pipeline").obj()
+        val fake = section["fake_model"].obj()
+        val exitCount = fake["exits"].int()
+        val cases = section["cases"].arr()
+        for (case in cases) {
+            val v = case.obj()
+            val name = v["name"] as String
+            val header = JpegHeaderParser.parse(Vectors.bytes(v["jpeg"] as String))
+            val height = v["height"].int()
+            val width = v["width"].int()
+            val image = Image8(width, height, v["channels"].int(), Vectors.bytes(v["pixels"] as String))
+            val modelChannels = v["model_channels"].int()
+            val offsets = v["offsets"].doubles().map { it.toFloat() }.toFloatArray()
+            val patches = v["patches"].arr().map { it.ints().let { t -> Tile(t[0], t[1], t[2], t[3]) } }
+            val exits = v["exits"].ints()
+            val expected = Vectors.bytes(v["expected"] as String)
+            val defocusFile = v["defocus"] as String?
+            assertTrue("$name: the vector uses ${exits.toSet()}", exits.toSet().size == exitCount)
+            for (batch in intArrayOf(8, 3)) {
+                val model = FakeCascade(modelChannels, fake["patch"].int(), batch, exitCount, fake, offsets)
+                val cells = if (defocusFile != null) CornerPixelCells(fake["defocus_window"].int(), modelChannels) else null
+                var last = Pair(0, 0)
+                val result = TiledEnhancer(model, cells, v["overlap"].int(), 64).enhance(image, header) { done, total -> last = Pair(done, total) }
+                val label = "$name (batch $batch)"
+                assertEquals("$label patches", patches, result.plan.tiles)
+                assertArrayEquals("$label exits", exits, result.exits)
+                assertArrayEquals("$label pixels", expected, result.image.data)
+                assertEquals("$label routing map", null, result.routingMap)
+                if (defocusFile != null) {
+                    assertArrayEquals("$label defocus map", Vectors.floats(defocusFile), result.defocusMap!!, 0f)
+                } else {
+                    assertEquals("$label defocus map", null, result.defocusMap)
+                }
+                assertEquals("$label progress", last.second, last.first)
+                for (e in 0 until exitCount) {
+                    assertEquals("$label stage $e patches", exits.count { it >= e }, model.stagePatches[e])
+                    assertEquals("$label head $e patches", exits.count { it == e }, model.headPatches[e])
+                }
+            }
+            val flipped = FakeCascade(modelChannels, fake["patch"].int(), 8, exitCount, fake, offsets, flip = true)
+            val swapped = TiledEnhancer(flipped, null, v["overlap"].int()).enhance(image, header)
+            assertFalse("$name: flipped decisions give the same exits", swapped.exits.contentEquals(exits))
+            assertFalse("$name: flipped decisions give the same pixels", swapped.image.data.contentEquals(expected))
+        }
+        Vectors.report("cascade_pipeline", cases.size)
+    }
+
+    /** A patch leaves at the first stage with a positive score; later stages never see it, the deepest has no score. */
+    @Test
+    fun cascadePatchesLeaveAtTheFirstPositiveStage() {
+        val header = JpegHeaderParser.parse(SyntheticJpeg.header())
+        val image = Image8(200, 90, 3, ByteArray(200 * 90 * 3) { (it * 7).toByte() })
+        for (leaveAt in 0 until 3) {
+            val model = LeaveAtStage(3, 32, 4, 3, leaveAt)
+            val result = TiledEnhancer(model, null, 0).enhance(image, header)
+            assertTrue(result.exits.all { it == leaveAt })
+            val rowBatches = result.plan.rows * ((result.plan.cols + 3) / 4)
+            for (stage in 0 until 3) assertEquals("stage $stage calls", if (stage <= leaveAt) rowBatches else 0, model.stageCalls[stage])
+            // Identity heads: blending gives the image back.
+            assertArrayEquals(image.data, result.image.data)
+            assertEquals(null, result.defocusMap)
+        }
+        // Never positive: the deepest exit, which has no score to read.
+        val never = LeaveAtStage(1, 32, 4, 2, -1)
+        val gray = Image8(50, 40, 1, ByteArray(2000) { it.toByte() })
+        assertTrue(TiledEnhancer(never, null, 0).enhance(gray, JpegHeaderParser.parse(SyntheticJpeg.header())).exits.all { it == 1 })
+        // One exit: stage 0 is the deepest, every patch leaves there.
+        val single = LeaveAtStage(1, 32, 2, 1, -1)
+        val one = TiledEnhancer(single, PositionDefocus(64), 0, 32).enhance(gray, JpegHeaderParser.parse(SyntheticJpeg.header()))
+        assertTrue(one.exits.all { it == 0 })
+        assertArrayEquals(gray.data, one.image.data)
+        // Given a defocus head, a cascade runs it for the map alone.
+        assertEquals(CellGrid.cells(40) * CellGrid.cells(50), one.defocusMap!!.size)
+        assertEquals(null, one.routingMap)
     }
 
     @Test
