@@ -25,7 +25,10 @@ With ``--signal cascade`` (needs ``--budget``) nothing is decided up front: afte
 log(error deepest / error exit m); the per-stage thresholds minimise the error with every image's
 errors divided by its all-deepest error, i.e. the mean per-image dB loss the benchmarks report
 (the pooled squared error of the other signals favours the textured images, whose errors are
-largest), and are folded into the readouts' biases.
+largest), and are folded into the readouts' biases. ``--max_cost C`` also caps every image: the
+deepest exit goes to the patches with the lowest last-stage scores only while the image's mean
+cost stays within C x the deepest exit's (stored in the model, applied at inference), so the
+compute saved no longer depends on how much of an image asks for the deepest exit.
 
     python -m train.fit_thresholds --model runs/daqe/best.keras --train_data train/lists/train.txt \\
         --data_root ../shared/datasets --out runs/daqe/best_refit.keras [--qualities 10,20,30,40] \\
@@ -141,25 +144,30 @@ def per_image_errors(errors: np.ndarray, image: np.ndarray) -> np.ndarray:
     return errors / np.maximum(totals[image], 1e-12)[:, None]
 
 
-def fit_cascade(model, patches: dict, costs, budget: float, ridge: float):
-    """A copy of ``model`` routing by a fitted cascade within ``budget``; prints the trade-off table."""
-    from daqe_tf.defocus.clusters import budget_cascade_thresholds, cascade_exits
+def fit_cascade(model, patches: dict, costs, budget: float, ridge: float, max_cost: float | None = None):
+    """A copy of ``model`` routing by a fitted cascade within ``budget`` (and its per-image cap
+    ``max_cost``, stored in the model); prints the trade-off table."""
+    from daqe_tf.defocus.clusters import budget_cascade_thresholds, capped_cascade_exits
     from daqe_tf.models.daqe import cascade_readout_fit, with_routing
 
     stages = range(model.num_exits - 1)
     fits = [cascade_readout_fit(stage_columns(model, m, patches["cascade_inputs"]), patches["errors"], m, ridge) for m in stages]
     scores = np.column_stack([stage_columns(model, m, patches["cascade_inputs"]) @ w + b for m, (w, b) in zip(stages, fits)])
     errors = per_image_errors(patches["errors"], patches["image"])
-    table = {b: budget_cascade_thresholds(scores, errors, costs, b) for b in sorted({0.5, 0.6, 0.7, 0.8, 0.9, budget})}
-    print("| cascade budget | thresholds | patches per exit | exit cost / deepest | mean per-image error / all-deepest (dB) |")
+    cap = {"groups": patches["image"], "max_cost": max_cost}
+    table = {b: budget_cascade_thresholds(scores, errors, costs, b, **cap) for b in sorted({0.5, 0.6, 0.7, 0.8, 0.9, budget})}
+    print(f"| cascade budget (cap {max_cost or 'none'}) | thresholds | patches per exit | exit cost / deepest | "
+          "mean per-image error / all-deepest (dB) |")
     print("|---|---|---|---|---|")
-    rows = [(f"budget {b:.2f}", np.round(t, 4).tolist(), cascade_exits(scores - np.asarray(t))) for b, t in table.items()]
+    rows = [(f"budget {b:.2f}", np.round(t, 4).tolist(),
+             capped_cascade_exits(scores - np.asarray(t), patches["image"], costs, max_cost)) for b, t in table.items()]
     rows += [(f"oracle {b:.2f}", "per patch", oracle_exits(errors, costs, b)) for b in sorted({0.6, 0.7, budget})]
     for name, chosen, exits in rows:
         print(f"| {name} | {chosen} | {np.bincount(exits, minlength=model.num_exits).tolist()} | "
               f"{np.mean(np.take(costs, exits)) / costs[-1]:.3f} | {mean_image_db(patches, exits):+.3f} |")
     fitted = [(w, b - t) for (w, b), t in zip(fits, table[budget])]
-    return with_routing(model, "cascade", model.thresholds, fitted)
+    relative = None if max_cost is None else [float(c) / float(costs[-1]) for c in costs]
+    return with_routing(model, "cascade", model.thresholds, fitted, max_cost=max_cost, exit_costs=relative)
 
 
 def mean_image_db(patches: dict, exits: np.ndarray) -> float:
@@ -210,7 +218,7 @@ def budget_thresholds_table(values, errors, costs, budget: float, num_exits: int
 
 
 def refit(model, images: list[np.ndarray], qualities, signal: str = "defocus", budget: float | None = None,
-          ridge: float = 3.0):
+          ridge: float = 3.0, max_cost: float | None = None):
     """A copy of ``model`` routing by ``signal`` with thresholds refitted on images x qualities.
 
     Without ``budget``: equal cluster shares of the signal. With it: the least routed error on the
@@ -227,7 +235,9 @@ def refit(model, images: list[np.ndarray], qualities, signal: str = "defocus", b
             raise ValueError("a cascade is fitted to a compute budget: pass --budget")
         size = model.patch_size
         costs = [count_macs(model, size, size, k) for k in range(model.num_exits)]
-        return fit_cascade(model, calibrate(model, images, qualities, cascade=True), costs, budget, ridge)
+        return fit_cascade(model, calibrate(model, images, qualities, cascade=True), costs, budget, ridge, max_cost)
+    if max_cost is not None:
+        raise ValueError("--max_cost caps a cascade: it needs --signal cascade")
     patches = calibrate(model, images, qualities)
     routed, values = signal_model(model, signal, patches, ridge)
     if budget is None:
@@ -266,6 +276,9 @@ def main(argv=None) -> int:
     parser.add_argument("--signal", choices=("defocus", "readout", "cascade"), default="defocus",
                         help="route by the predicted defocus, by a readout of the head's features, or by a cascade "
                              "of readouts of the branches' features (needs --budget); readouts are fitted here")
+    parser.add_argument("--max_cost", type=float, default=None,
+                        help="cascade: no image may spend more than this fraction of the deepest exit's cost "
+                             "(the deepest exit goes to its neediest patches first); stored in the model")
     parser.add_argument("--ridge", type=float, default=None,
                         help="ridge penalty of the readout fits (standardised inputs; default 3 readout, 30 cascade)")
     args = parser.parse_args(argv)
@@ -280,7 +293,7 @@ def main(argv=None) -> int:
     qualities = [int(q) for q in args.qualities.split(",")]
     before = (model.routing, np.round(model.thresholds, 4).tolist())
     ridge = args.ridge if args.ridge is not None else (30.0 if args.signal == "cascade" else 3.0)
-    model = refit(model, images, qualities, args.signal, args.budget, ridge)
+    model = refit(model, images, qualities, args.signal, args.budget, ridge, args.max_cost)
     print(f"{len(images)} images x QF {qualities}: routing {before[0]} thresholds {before[1]} -> "
           f"{model.routing} thresholds {np.round(model.thresholds, 4).tolist()}")
     print(f"wrote {save_model(model, args.out)}")

@@ -130,13 +130,15 @@ def cascade_exits(stage_scores) -> np.ndarray:
     return np.where(leaving.any(axis=1), np.argmax(leaving, axis=1), scores.shape[1]).astype(np.int32)
 
 
-def budget_cascade_thresholds(stage_scores, exit_errors, exit_costs, budget: float, grid: int = 40) -> list[float]:
+def budget_cascade_thresholds(stage_scores, exit_errors, exit_costs, budget: float, grid: int = 40,
+                              groups=None, max_cost: float | None = None) -> list[float]:
     """Per-stage thresholds of a cascade with the least total error within ``budget`` x the deepest's cost.
 
     Stage m sends a patch out through exit m when its score exceeds threshold m; candidates are
     quantiles of each stage's scores (``grid`` steps, and one above all: nobody leaves there).
     ``exit_errors`` as in ``budget_thresholds`` (pass per-image-normalised errors to minimise the
-    mean per-image dB loss). Exhaustive over the stages' grids: meant for a handful of exits.
+    mean per-image dB loss). With ``max_cost`` the per-image cap (``capped_cascade_exits`` over
+    ``groups``) is applied to every candidate. Exhaustive over the stages' grids: meant for a handful of exits.
     Raises ValueError when no choice meets the budget.
     """
     import itertools
@@ -150,7 +152,7 @@ def budget_cascade_thresholds(stage_scores, exit_errors, exit_costs, budget: flo
     grids = [np.concatenate([[s.max() + 1.0], np.unique(np.quantile(s, np.linspace(0.0, 1.0, grid + 1)))]) for s in scores.T]
     best, best_error = None, np.inf
     for choice in itertools.product(*grids):
-        chosen = cascade_exits(scores - np.asarray(choice)[None, :])
+        chosen = capped_cascade_exits(scores - np.asarray(choice)[None, :], groups, costs, max_cost)
         if costs[chosen].mean() > budget * costs[-1] + 1e-9:
             continue
         error = errors[np.arange(n), chosen].sum()
@@ -159,3 +161,42 @@ def budget_cascade_thresholds(stage_scores, exit_errors, exit_costs, budget: flo
     if best is None:
         raise ValueError(f"no cascade thresholds meet a budget of {budget:.2f} x the deepest exit's cost")
     return [float(t) for t in best]
+
+
+def capped_deepest(last_scores, base_cost: float, patches: int, exit_costs, max_cost: float) -> np.ndarray:
+    """Which of a band's deepest-exit candidates a cascade's compute cap lets through, bool (c,).
+
+    The candidates are the patches whose second-to-last stage score is not positive; each costs
+    ``exit_costs[-2]`` already counted in ``base_cost`` (the band's cost if every candidate left at
+    exit N - 2). The cap allows ``max_cost x patches x exit_costs[-1]``; the candidates with the
+    lowest scores (the most to gain, ties in plan order) go deep while it lasts, the rest leave at N - 2.
+    """
+    scores = np.asarray(last_scores, np.float64).reshape(-1)
+    costs = np.asarray(exit_costs, np.float64).reshape(-1)
+    step = costs[-1] - costs[-2]
+    allowed = max_cost * patches * costs[-1]
+    room = int(np.floor((allowed - base_cost) / step + 1e-9)) if step > 0 else scores.size
+    chosen = np.zeros(scores.size, bool)
+    chosen[np.argsort(scores, kind="stable")[: int(np.clip(room, 0, scores.size))]] = True
+    return chosen
+
+
+def capped_cascade_exits(stage_scores, groups, exit_costs, max_cost: float | None) -> np.ndarray:
+    """``cascade_exits`` with at most ``max_cost`` x the deepest exit's cost spent per group (image).
+
+    ``groups`` (n,): the band each patch belongs to (one image here); ``None`` cap = no cap.
+    """
+    exits = cascade_exits(stage_scores)
+    if max_cost is None:
+        return exits
+    scores = np.asarray(stage_scores, np.float64)
+    costs = np.asarray(exit_costs, np.float64).reshape(-1)
+    last = scores.shape[1]  # the deepest exit
+    groups = np.asarray(groups).reshape(-1)
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        candidates = members[exits[members] == last]
+        base = costs[np.minimum(exits[members], last - 1)].sum()
+        go = capped_deepest(scores[candidates, -1], base, members.size, costs, max_cost)
+        exits[candidates[~go]] = last - 1
+    return exits

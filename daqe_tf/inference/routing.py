@@ -18,13 +18,16 @@ the reference set of the transformer texture), then blended with the tile runner
    the edge pixels, the Q-map continues the block grid; unused batch slots repeat the last patch)
    run through that exit; the in-image part of each output is blended.
 
-A "cascade" model skips steps 1-2 (no defocus head runs): per plan row, batches of patches run
-branch 0, the stage's readout says which leave through exit 0, the rest run branch 1 on branch
-0's features, and so on (``run_cascade``); blending is the same.
+A "cascade" model skips steps 1-2 (no defocus head runs): per band of plan rows (up to
+``CASCADE_BAND`` patches), batches of patches run branch 0, the stage's readout says which leave
+through exit 0, the rest run branch 1 on branch 0's features, and so on; a compute cap
+(``max_cost``) grants the deepest exit to the band's neediest candidates only while the band's
+mean cost allows (``run_cascade``). Blending is the same.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Callable
 
 import numpy as np
@@ -36,6 +39,7 @@ CELL = 16  # pixels per defocus cell side
 DEFOCUS_OVERLAP = 64  # between defocus windows: owned cells stay >= 32 px inside their window
 PATCH_OVERLAP = 0  # requested from plan_tiles, which overlaps neighbours by at least this + 16 px
 EXIT_BATCH = 8  # patches per exit call
+CASCADE_BAND = 256  # patches a cascade decides together (its cap's unit): the whole image up to ~3 MP
 
 QmapFor = Callable[[int, int, tuple], np.ndarray]
 """``qmap_for(height, width, origin) -> float32 (height, width, Q)`` Q-map of a window at ``origin``."""
@@ -203,45 +207,79 @@ def run_cascade(
     batch_size: int = EXIT_BATCH,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A "cascade" model's patches, batched per plan row: branch by branch, each patch leaving where
-    its stage readout says (``DAQENet.cascade_stage``). Returns (uint8 pixels, int32 exit per patch)."""
-    from daqe_tf.inference.pipeline import compiled_cascade_stage, compiled_exit_from_features
-
-    size = model.patch_size
+    """A "cascade" model's patches, band by band: branch by branch, each patch leaving where its
+    stage readout says (``DAQENet.cascade_stage``), within the model's compute cap (``max_cost``).
+    Returns (uint8 pixels, int32 exit per patch)."""
+    rows = [list(group) for _, group in itertools.groupby(patches, key=lambda t: t.y0)]
+    bands, current = [], []
+    for row in rows:  # consecutive plan rows, at most CASCADE_BAND patches (at least one row)
+        if current and sum(map(len, current)) + len(row) > CASCADE_BAND:
+            bands.append(current)
+            current = []
+        current.append(row)
+    bands.append(current)
+    band_of = {row[0].y0: i for i, band in enumerate(bands) for row in band}
+    results: dict[Tile, np.ndarray] = {}
     exit_of: dict[Tile, int] = {}
     done = 0
 
     def row_results(row: list[Tile]) -> list[np.ndarray]:
         nonlocal done
-        results: dict[Tile, np.ndarray] = {}
-        for first in range(0, len(row), batch_size):
-            batch = row[first : first + batch_size]
-            images, qmaps = (np.stack(parts) for parts in zip(*(_patch_window(pixels, t, size, qmap_for) for t in batch)))
-            members = np.arange(len(batch))  # still running, as indices into ``batch``
-            carried: tuple = ()  # (context, summary) of the members, from the stage before
-            for stage in range(model.num_exits):
-                slots = _fill(len(members), batch_size)
-                inputs = (images[members][slots], qmaps[members][slots], *(part[slots] for part in carried))
-                features, summary, score = (None if v is None else np.asarray(v) for v in compiled_cascade_stage(model, stage)(*inputs))
-                leaving = np.ones(len(members), bool) if score is None else score[: len(members), 0] > 0
-                if leaving.any():
-                    chosen = np.flatnonzero(leaving)
-                    slots = _fill(chosen.size, batch_size)
-                    out = np.asarray(compiled_exit_from_features(model, stage)(features[chosen][slots], images[members[chosen]][slots]))
-                    for j, i in enumerate(chosen):
-                        t = batch[members[i]]
-                        results[t], exit_of[t] = out[j, : t.y1 - t.y0, : t.x1 - t.x0], stage
-                kept = np.flatnonzero(~leaving)
-                members, carried = members[kept], (features[kept], summary[kept])
-                if members.size == 0:
-                    break
-            done += len(batch)
+        if row[0] not in results:  # the first row of a band: run the whole band
+            tiles = [t for band_row in bands[band_of[row[0].y0]] for t in band_row]
+            _cascade_band(pixels, model, qmap_for, tiles, batch_size, results, exit_of)
+            done += len(tiles)
             if progress is not None:
                 progress(done)
-        return [results[t] for t in row]
+        return [results.pop(t) for t in row]
 
     output = _stitch_rows(pixels, patches, row_results)
     return output, np.array([exit_of[t] for t in patches], np.int32)
+
+
+def _cascade_band(pixels, model, qmap_for, tiles: list[Tile], batch_size: int, results: dict, exit_of: dict) -> None:
+    """One band's patches through the cascade; writes each patch's output and exit."""
+    from daqe_tf.defocus.clusters import capped_deepest
+    from daqe_tf.inference.pipeline import compiled_cascade_stage, compiled_exit_from_features
+
+    size, last = model.patch_size, model.num_exits - 1
+    max_cost = getattr(model, "max_cost", None)
+
+    def windows(batch):
+        images, qmaps = zip(*(_patch_window(pixels, t, size, qmap_for) for t in batch))
+        return np.stack(images), np.stack(qmaps)
+
+    running, carried = list(tiles), {}
+    for stage in range(model.num_exits):
+        state = {}  # tile -> (features, summary, score)
+        for first in range(0, len(running), batch_size):
+            batch = running[first : first + batch_size]
+            slots = _fill(len(batch), batch_size)
+            images, qmaps = windows(batch)
+            extra = [] if stage == 0 else [np.stack([carried[t][k] for t in batch])[slots] for k in (0, 1)]
+            features, summary, score = compiled_cascade_stage(model, stage)(images[slots], qmaps[slots], *extra)
+            features, summary = np.asarray(features), np.asarray(summary)
+            for i, t in enumerate(batch):
+                state[t] = (features[i], summary[i], None if score is None else float(np.asarray(score)[i, 0]))
+        staying = [t for t in running if stage < last and state[t][2] <= 0]
+        if stage == last - 1 and max_cost is not None and staying:
+            costs = model.exit_costs
+            base = sum(costs[exit_of[t]] for t in tiles if t in exit_of) + costs[last - 1] * len(running)
+            go = capped_deepest([state[t][2] for t in staying], base, len(tiles), costs, max_cost)
+            staying = [t for t, keep in zip(staying, go) if keep]
+        kept = set(staying)
+        leaving = [t for t in running if t not in kept]
+        for first in range(0, len(leaving), batch_size):
+            batch = leaving[first : first + batch_size]
+            slots = _fill(len(batch), batch_size)
+            images, _ = windows(batch)
+            features = np.stack([state[t][0] for t in batch])[slots]
+            out = np.asarray(compiled_exit_from_features(model, stage)(features, images[slots]))
+            for i, t in enumerate(batch):
+                results[t], exit_of[t] = out[i, : t.y1 - t.y0, : t.x1 - t.x0], stage
+        running, carried = staying, {t: state[t][:2] for t in staying}
+        if not running:
+            break
 
 
 def enhance_routed(

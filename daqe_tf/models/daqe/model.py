@@ -57,6 +57,10 @@ class DAQENet(keras.Model):
             branch m a ``CascadeReadout`` of the branches' pooled features decides whether the
             patch leaves through exit m (``cascade_stage``; fitted by ``--signal cascade``, the
             thresholds folded into its biases, so ``thresholds`` stay placeholders).
+        max_cost, exit_costs: a cascade's compute cap: within a band of patches (the whole image up
+            to ``routing.CASCADE_BAND`` patches) the deepest exit is granted, lowest last-stage
+            scores first, only while the band's mean cost stays within ``max_cost`` x the deepest
+            exit's; ``exit_costs`` are the exits' relative costs (MACs per patch). None: no cap.
 
     ``call({"image", "qmap"}, exit_index=None)``, as ``QGAUNet``: image in [0, 1] (B, H, W, C),
     Q-map (B, H, W, 1 or 2). Returns the list of all N exits (exit m with cluster m's texture
@@ -84,6 +88,8 @@ class DAQENet(keras.Model):
         defocus_widths=(16, 24, 32, 48),
         defocus_blocks=(1, 1, 1, 1),
         routing: str = "defocus",
+        max_cost: float | None = None,
+        exit_costs=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -110,6 +116,10 @@ class DAQENet(keras.Model):
         self.texture, self.stem_stride, self.key_dim, self.patch_size = texture, stem_stride, key_dim, patch_size
         self.defocus_widths, self.defocus_blocks = tuple(defocus_widths), tuple(defocus_blocks)
         self.routing = routing
+        if max_cost is not None and (routing != "cascade" or exit_costs is None or len(exit_costs) != n):
+            raise ValueError("max_cost caps a cascade's compute: it needs routing 'cascade' and one exit_costs value per exit")
+        self.max_cost = None if max_cost is None else float(max_cost)
+        self.exit_costs = None if exit_costs is None else [float(c) for c in exit_costs]
         self.thresholds = default_thresholds(n) if thresholds is None else thresholds
 
         self.defocus_head = DefocusHead(self.defocus_widths, self.defocus_blocks, name="defocus_head")
@@ -297,6 +307,8 @@ class DAQENet(keras.Model):
             "defocus_widths": list(self.defocus_widths),
             "defocus_blocks": list(self.defocus_blocks),
             "routing": self.routing,
+            "max_cost": self.max_cost,
+            "exit_costs": self.exit_costs,
         }
 
 
@@ -307,18 +319,21 @@ def shared_weights(model: DAQENet) -> list:
     return [v for v in model.weights if id(v) not in readout]
 
 
-def with_routing(model: DAQENet, routing: str, thresholds, readout: tuple | None = None) -> DAQENet:
+def with_routing(model: DAQENet, routing: str, thresholds, readout: tuple | None = None,
+                 max_cost: float | None = None, exit_costs=None) -> DAQENet:
     """A copy of ``model`` that clusters by ``routing`` with ``thresholds`` (in that signal's units).
 
     ``readout``: (weights, bias) of a fitted ``RoutingReadout`` (``routing_readout_fit``), needed
     for "readout"; for "cascade", one (weights, bias) per stage (``cascade_readout_fit``, the
-    stage's threshold already subtracted from the bias). Every other weight is the model's own.
+    stage's threshold already subtracted from the bias), and optionally its compute cap
+    (``max_cost``, ``exit_costs``). Every other weight is the model's own.
     """
     if (routing in ("readout", "cascade")) != (readout is not None):
         raise ValueError('fitted readouts are needed for routing "readout" and "cascade", and only for them')
     if routing == "cascade" and len(readout) != model.num_exits - 1:
         raise ValueError(f"a cascade needs one fitted readout per stage ({model.num_exits - 1}), got {len(readout)}")
-    config = {**model.get_config(), "routing": routing, "thresholds": [float(t) for t in thresholds]}
+    config = {**model.get_config(), "routing": routing, "thresholds": [float(t) for t in thresholds],
+              "max_cost": max_cost, "exit_costs": exit_costs}
     copy = DAQENet.from_config(config)
     copy.build({"image": (None, None, None, model.image_channels), "qmap": (None, None, None, model.qmap_channels)})
     for target, source in zip(shared_weights(copy), shared_weights(model), strict=True):
