@@ -171,21 +171,26 @@ def test_fit_tool_builds_a_cascade_within_the_budget(tmp_path, image_folder, cap
     model = _model(seed=3)
     model.save(tmp_path / "trained.keras")
     argv = ["--model", str(tmp_path / "trained.keras"), "--train_data", str(image_folder),
-            "--out", str(tmp_path / "cascade.keras"), "--qualities", "10,40", "--budget", "0.7", "--signal", "cascade"]
+            "--out", str(tmp_path / "cascade.keras"), "--qualities", "10,40", "--budget", "0.7", "--signal", "cascade",
+            "--max_cost", "0.75"]
     assert main(argv) == 0
     table = capsys.readouterr().out
-    assert "| cascade budget |" in table and "| oracle 0.70 |" in table
+    assert "| cascade budget (cap 0.75) |" in table and "| oracle 0.70 |" in table
     routed = keras.models.load_model(tmp_path / "cascade.keras", safe_mode=True)
-    assert routed.routing == "cascade"
+    assert routed.routing == "cascade" and routed.max_cost == pytest.approx(0.75)
+    assert routed.exit_costs[-1] == pytest.approx(1.0) and routed.exit_costs == sorted(routed.exit_costs)
     assert any(np.abs(np.asarray(r.kernel)).sum() > 0 for r in routed.cascade_readouts)
     costs = np.array([count_macs(routed, routed.patch_size, routed.patch_size, k) for k in range(3)])
     exits = []
     for image in load_images(list_images(str(image_folder)), grayscale=False, min_size=16):
         for q in (10, 40):
             exits.append(enhance(compress(image, q).data, routed).routing.exits)
-    assert costs[np.concatenate(exits)].mean() <= 0.7 * costs[-1] + 1e-6  # the calibration images themselves
+            assert costs[exits[-1]].mean() <= 0.75 * costs[-1] + 1e-6  # the cap, image by image
+    assert costs[np.concatenate(exits)].mean() <= 0.7 * costs[-1] + 1e-6  # the budget, on the calibration images
     with pytest.raises(ValueError, match="pass --budget"):
         main(argv[:8] + ["--signal", "cascade"])
+    with pytest.raises(ValueError, match="needs --signal cascade"):
+        main(argv[:10] + ["--signal", "readout", "--max_cost", "0.7"])
 
 
 def test_patch_summaries_are_what_the_stages_read_for_any_routing():
@@ -200,3 +205,65 @@ def test_patch_summaries_are_what_the_stages_read_for_any_routing():
     expected = np.concatenate([np.asarray(summary), np.asarray(qmap_summary(inputs["qmap"]))], axis=1)
     for source in (model, cascade):  # a defocus-routed model gives the same columns
         np.testing.assert_allclose(np.asarray(source.patch_summaries(inputs)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cap_grants_the_deepest_exit_to_the_lowest_scores_while_the_band_affords_it():
+    from daqe_tf.defocus.clusters import capped_cascade_exits, capped_deepest
+
+    costs = [0.25, 0.5, 1.0]
+    # 4 patches, all candidates at exit 1 (base 4 x 0.5 = 2.0); cap 0.75 -> allowed 3.0 -> room 2.
+    chosen = capped_deepest([0.3, -2.0, -1.0, -2.0], 2.0, 4, costs, 0.75)
+    np.testing.assert_array_equal(chosen, [False, True, False, True])  # ties keep plan order
+    assert capped_deepest([-1.0, -1.0], 1.0, 2, costs, 0.5).sum() == 0  # nothing left to grant
+    assert capped_deepest([-1.0, -1.0], 1.0, 2, costs, 1.0).all()
+    scores = np.array([[-1.0, -3.0], [-1.0, -2.0], [-1.0, -1.0], [1.0, -5.0], [-1.0, -1.0], [-1.0, -0.5]])
+    groups = np.array([0, 0, 0, 0, 1, 1])
+    exits = capped_cascade_exits(scores, groups, costs, 0.75)
+    # Group 0: one exit 0 (0.25) + three candidates (1.5) -> allowed 3.0 -> room 2 (the two lowest scores).
+    # Group 1: two candidates (1.0) -> allowed 1.5 -> room 1.
+    np.testing.assert_array_equal(exits, [2, 2, 1, 0, 2, 1])
+    for g in (0, 1):
+        assert np.take(costs, exits[groups == g]).mean() <= 0.75 + 1e-9
+    np.testing.assert_array_equal(capped_cascade_exits(scores, groups, costs, None), cascade_exits(scores))
+
+
+def test_capped_cascade_stays_within_its_cost_per_band_and_round_trips(tmp_path, monkeypatch):
+    import daqe_tf.inference.routing as routing_module
+    from daqe_tf.complexity import count_macs
+    from daqe_tf.defocus.clusters import capped_cascade_exits
+
+    model = _model(seed=6)
+    costs = [count_macs(model, 32, 32, k) for k in range(3)]
+    relative = [c / costs[-1] for c in costs]
+    weights = [RNG.normal(0, 1, n) for n in _sizes(model)]
+    pixels = (RNG.uniform(0, 1, (96, 128, 1)) * np.linspace(20, 255, 128)[None, :, None]).repeat(3, axis=2).astype(np.uint8)
+    probe = _cascade(model, [0.0, 0.0], weights)
+    patches = plan_tiles(96, 128, model.patch_size, 0, 16)
+    from daqe_tf.inference.routing import _patch_window
+
+    images, qmaps = (np.stack(parts) for parts in zip(*(_patch_window(pixels, t, model.patch_size, _qmap_for) for t in patches)))
+    features, summary, score0 = probe.cascade_stage({"image": images, "qmap": qmaps}, 0)
+    _, _, score1 = probe.cascade_stage({"image": images, "qmap": qmaps}, 1, features, summary)
+    scores = np.column_stack([np.asarray(score0)[:, 0], np.asarray(score1)[:, 0]])
+    cuts = np.array([np.quantile(scores[:, 0], 0.9), np.quantile(scores[:, 1], 0.9)])  # most want the deepest exit
+    uncapped = cascade_exits(scores - cuts)
+    capped_model = with_routing(model, "cascade", model.thresholds, [(w, -c) for w, c in zip(weights, cuts)],
+                                max_cost=0.8, exit_costs=relative)
+    rows = [t.y0 for t in patches]
+    for band in (256, 10):  # the whole image, then bands of whole rows holding at most 10 patches
+        monkeypatch.setattr(routing_module, "CASCADE_BAND", band)
+        out, routed = enhance_routed(pixels, capped_model, _qmap_for)
+        starts = sorted(set(rows))
+        per_row = len(patches) // len(starts)
+        rows_per_band = max(1, band // per_row)
+        groups = np.array([starts.index(y) // rows_per_band for y in rows])
+        np.testing.assert_array_equal(routed.exits, capped_cascade_exits(scores - cuts, groups, relative, 0.8))
+        for g in np.unique(groups):
+            assert np.take(relative, routed.exits[groups == g]).mean() <= 0.8 + 1e-6
+        assert np.take(relative, uncapped).mean() > 0.8  # the cap binds
+        np.testing.assert_array_equal(out, run_patches(pixels, model, _qmap_for, routed.patches, routed.exits))
+    capped_model.save(tmp_path / "capped.keras")
+    loaded = keras.models.load_model(tmp_path / "capped.keras", safe_mode=True)
+    assert loaded.max_cost == pytest.approx(0.8) and loaded.exit_costs == pytest.approx(relative)
+    with pytest.raises(ValueError, match="max_cost caps a cascade"):
+        with_routing(model, "defocus", [0.0, 1.0], max_cost=0.8, exit_costs=relative)
