@@ -154,7 +154,7 @@ def main(argv=None) -> int:
                                         1 - (dyn_use[q]["macs"] / dyn_use[q]["pixels"]) / (deep_use[q]["macs"] / deep_use[q]["pixels"]),
                                         exits / exits.sum()))
 
-    print("PSNR \\| SSIM \\| PSNR-B; colour on RGB, gray on Y. dynamic = exits by the model's routing value (defocus or readout), "
+    print("PSNR \\| SSIM \\| PSNR-B; colour on RGB, gray on Y. dynamic = exits by the model's routing (defocus, readout or cascade), "
           "exit k = every patch (DAQE) or tile (QGAUNet) through exit k")
     print("| set | model | mode | " + " | ".join(f"QF{q}" for q in qualities) + " |")
     print("|---|---|---|" + "---|" * len(qualities))
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
         cells = [f"{m.psnr:.2f} \\| {m.ssim:.4f} \\| {m.psnr_b:.2f}" for m in (metrics[q] for q in qualities)]
         print(f"| {name} | {model_label} | {mode} | " + " | ".join(cells) + " |")
     print()
-    print("kMACs per image pixel (patch or tile overlap and, when routing, the defocus head included)")
+    print("kMACs per image pixel (patch or tile overlap and, when routing by it, the defocus head included)")
     print("| set | model | mode | " + " | ".join(f"QF{q}" for q in qualities) + " |")
     print("|---|---|---|" + "---|" * len(qualities))
     for name, model_label, mode, _, macs in rows:

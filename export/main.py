@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     size = os.path.getsize(args.out)
     print(f"wrote {args.out} ({size / 1e6:.2f} MB, {meta['variant']}, {meta['family']}) and {metadata_path(args.out)}")
-    print(f"signatures: {', '.join([*meta['signatures']['exits'], *filter(None, [meta['signatures']['defocus'], meta['signatures']['tile']])])}")
+    sigs = meta["signatures"]
+    keys = [*sigs["exits"], *filter(None, [sigs["defocus"]]), *sigs.get("stages", []), *sigs.get("heads", []), sigs["tile"]]
+    print(f"signatures: {', '.join(keys)}")
     print(f"ops: {', '.join(meta['ops'])}")
     return 0
 

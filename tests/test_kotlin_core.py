@@ -4,7 +4,8 @@ The phone must parse JPEG headers, build Q-maps, cut tiles, route patches to exi
 results and read the exporter's metadata exactly as the Python side does. This test writes vectors
 from the Python code (JPEGs made here with Pillow, parser results, Q-maps, tile plans, blend
 weights, cluster ids, routing by a routing map that differs from the defocus map, stitched and
-end-to-end pipeline outputs (one exit, routed per patch, and routed by a cascade's stage scores),
+end-to-end pipeline outputs (one exit, routed per patch, and routed by a cascade's stage scores,
+with and without its compute cap, one case in small bands),
 EXIF orientations, model metadata from ``export.converter`` with and without the routing keys and
 for a cascade), compiles the Kotlin core and its
 JUnit tests with Debian's ``kotlinc`` (cached by a hash of the sources) and runs JUnit on the
@@ -581,20 +582,68 @@ def _offset_at(values: np.ndarray, share: float) -> float:
     return float(ordered[min(max(int(round(len(ordered) * (1 - share))), 0), len(ordered) - 2)])
 
 
+# Per-patch costs of the capped cascade vectors' exits (relative, the deepest 1; not powers of two,
+# so the cap's sums round as real MAC ratios do).
+CASCADE_COSTS = [0.3, 0.55, 1.0]
+
+
+def _cascade_bands(rows: int, cols: int, band: int) -> np.ndarray:
+    """The band of every patch of a rows x cols plan: whole rows, at most ``band`` patches (at least one row)."""
+    per_band = max(1, band // cols)
+    return np.repeat(np.arange(rows) // per_band, cols)
+
+
+def _cap_for_half(scores: np.ndarray, costs) -> float:
+    """A ``max_cost`` that lets about half of an image's deepest-exit candidates through (as one band),
+    half-way between two counts so float rounding cannot move it."""
+    from daqe_tf.defocus.clusters import cascade_exits
+
+    uncapped = cascade_exits(scores)
+    last = scores.shape[1]
+    base = float(np.sum(np.asarray(costs)[np.minimum(uncapped, last - 1)]))
+    room = int(np.sum(uncapped == last)) // 2
+    return (base + (room + 0.5) * (costs[-1] - costs[-2])) / (len(uncapped) * costs[-1])
+
+
+def _highest_first(scores: np.ndarray, capped: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``capped`` with each band's deep places given to its highest-scoring candidates instead: a wrong cap."""
+    from daqe_tf.defocus.clusters import cascade_exits
+
+    uncapped = cascade_exits(scores)
+    last = scores.shape[1]
+    wrong = capped.copy()
+    for group in np.unique(groups):
+        candidates = np.flatnonzero((groups == group) & (uncapped == last))
+        room = int(np.sum(capped[candidates] == last))
+        wrong[candidates] = last - 1
+        wrong[candidates[np.argsort(-scores[candidates, -1].astype(np.float64), kind="stable")[:room]]] = last
+    return wrong
+
+
 def _write_cascade_vectors(folder: Path, manifest: dict) -> None:
     """Cascade-routed pipeline (``enhance_routed`` with routing "cascade") on the fake: the exits come
     from the stage scores as the patches run, first positive stage first; no defocus head unless a
-    defocus map is asked for."""
+    defocus map is asked for. Capped cases: the model's ``max_cost`` grants the deepest exit to about
+    half of the candidates, lowest stage N - 2 scores first, per band of plan rows (``CASCADE_BAND``;
+    one case with 7-patch bands, 2 rows of its 3-patch rows each, so bands of whole rows rounded up
+    or the whole image as one band pick other exits)."""
+    from daqe_tf.defocus.clusters import capped_cascade_exits, cascade_exits
+    from daqe_tf.inference import routing as routing_module
     from daqe_tf.inference.routing import PATCH_OVERLAP
 
     cases = [
         # 10 patches per row: batches of 8 and 2; the defocus map is asked for.
-        ("c420_wide", encode_jpeg(natural_image(150, 460, 3, seed=41), quality=40), 3, True),
-        ("gray", encode_jpeg(natural_image(140, 170, 1, seed=42), quality=50), 1, False),
-        ("gray_colour_model", encode_jpeg(natural_image(100, 200, 1, seed=43), quality=30), 3, False),
+        ("c420_wide", encode_jpeg(natural_image(150, 460, 3, seed=41), quality=40), 3, True, False, None),
+        ("gray", encode_jpeg(natural_image(140, 170, 1, seed=42), quality=50), 1, False, False, None),
+        ("gray_colour_model", encode_jpeg(natural_image(100, 200, 1, seed=43), quality=30), 3, False, False, None),
+        # 44 patches in one band, capped.
+        ("c420_capped", encode_jpeg(natural_image(200, 520, 3, seed=44), quality=35), 3, False, True, None),
+        # 7 rows of 3 patches in bands of 7 patches (2 rows, then 2, 2 and 1), capped.
+        ("gray_banded", encode_jpeg(natural_image(330, 140, 1, seed=45), quality=45), 1, False, True, 7),
     ]
     exits_count = CASCADE_FAKE["exits"]
     offsets = [0.0] * (exits_count - 1)
+    default_band = routing_module.CASCADE_BAND
     entries = []
     with pytest.MonkeyPatch.context() as mp:
         captured = {}
@@ -608,10 +657,12 @@ def _write_cascade_vectors(folder: Path, manifest: dict) -> None:
         mp.setattr(pipeline, "compiled_cascade_stage", lambda model, stage: _fake_cascade_stage(stage, offsets))
         mp.setattr(pipeline, "compiled_exit_from_features", lambda model, stage: _fake_cascade_head(stage))
         mp.setattr(pipeline, "compiled_cell_maps", lambda model: _fake_cell_maps)
-        for name, data, model_channels, with_map in cases:
+        for name, data, model_channels, with_map, capped, band in cases:
+            mp.setattr(routing_module, "CASCADE_BAND", band or default_band)
             model = types.SimpleNamespace(
                 image_channels=model_channels, num_exits=exits_count, patch_size=CASCADE_FAKE["patch"], routing="cascade",
                 thresholds=[0.0] * (exits_count - 1), cell_maps=_fake_cell_maps,  # placeholders: a cascade uses neither
+                max_cost=None, exit_costs=None,
             )
             # The pixels the model sees (after gray/colour adaptation) give the offsets: ~35% leave at
             # stage 0, about half of the rest at stage 1.
@@ -622,15 +673,35 @@ def _write_cascade_vectors(folder: Path, manifest: dict) -> None:
             raw = _raw_cascade_scores(pixels, qmap_for, patches)
             offsets[0] = _offset_at(raw[:, 0], 0.35)
             offsets[1] = _offset_at(raw[raw[:, 0] <= offsets[0], 1], 0.5)
+            scores = raw - np.array(offsets, np.float32)  # the fake's own float32 scores
+            first = cascade_exits(scores)
+            if capped:
+                model.max_cost, model.exit_costs = _cap_for_half(scores, CASCADE_COSTS), list(CASCADE_COSTS)
             result = pipeline.enhance(data, model, tile=CASCADE_FAKE["defocus_window"], defocus_map=with_map)
             loaded, out, routing = result.source, result.pixels, result.routing
-            leaves = raw > np.array(offsets, np.float32)
-            first = np.where(leaves[:, 0], 0, np.where(leaves[:, 1], 1, 2))
+            leaves = scores > 0
+            assert np.array_equal(first, np.where(leaves[:, 0], 0, np.where(leaves[:, 1], 1, 2)))
             assert np.sum(raw[:, 0] == offsets[0]) >= 1 and np.sum(raw[first >= 1, 1] == offsets[1]) >= 1, (raw, offsets)
-            assert loaded.orientation == 1 and routing.signal == "cascade" and np.array_equal(routing.exits, first), (routing.exits, first)
+            assert loaded.orientation == 1 and routing.signal == "cascade", routing.signal
             assert np.all(routing.exit_counts() > 0), routing.exit_counts()
             # Leaving at the first positive stage, not the last: exit-0 patches whose stage-1 score is positive too.
             assert np.sum(leaves[:, 0] & leaves[:, 1]) >= 1, leaves
+            rows, cols = len({t.y0 for t in patches}), len({t.x0 for t in patches})
+            if capped:
+                groups = _cascade_bands(rows, cols, band or default_band)
+                expected = capped_cascade_exits(scores, groups, CASCADE_COSTS, model.max_cost)
+                assert np.array_equal(routing.exits, expected), (routing.exits, expected)
+                # The cap binds (candidates sent out at N - 2), and neither the highest scores nor no cap give these exits.
+                assert np.sum((first == 2) & (routing.exits == 1)) >= 2 and np.sum(routing.exits == 2) >= 2, (first, routing.exits)
+                assert not np.array_equal(_highest_first(scores, expected, groups), expected)
+                if band is not None:
+                    # Several bands, each its own budget: as one band, or with bands of whole rows rounded up, other exits.
+                    assert len(np.unique(groups)) >= 3 and band % cols
+                    whole = capped_cascade_exits(scores, np.zeros(len(patches)), CASCADE_COSTS, model.max_cost)
+                    wider = capped_cascade_exits(scores, np.repeat(np.arange(rows) // -(-band // cols), cols), CASCADE_COSTS, model.max_cost)
+                    assert not np.array_equal(whole, expected) and not np.array_equal(wider, expected), (whole, wider, expected)
+            else:
+                assert len(patches) <= default_band and np.array_equal(routing.exits, first), (routing.exits, first)
             if with_map:
                 cells = _fake_cell_maps(pixels.reshape(1, *pixels.shape[:2], -1).astype(np.float32) / np.float32(255))[0]
                 assert np.array_equal(routing.defocus, cells[..., 0])
@@ -640,12 +711,13 @@ def _write_cascade_vectors(folder: Path, manifest: dict) -> None:
                 "name": name, "jpeg": _bytes(folder, f"cascade_{name}.jpg", data),
                 "height": loaded.pixels.shape[0], "width": loaded.pixels.shape[1],
                 "channels": 1 if loaded.pixels.ndim == 2 else 3, "model_channels": model_channels, "overlap": PATCH_OVERLAP,
-                "offsets": list(offsets),
+                "offsets": list(offsets), "max_cost": model.max_cost, "exit_costs": model.exit_costs, "band": band,
+                "uncapped_exits": first.tolist(),
                 "pixels": _u8(folder, f"cascade_{name}_in.u8", loaded.pixels), "expected": _u8(folder, f"cascade_{name}_out.u8", out),
                 "patches": [[t.y0, t.x0, t.y1, t.x1] for t in routing.patches], "exits": routing.exits.tolist(),
                 "defocus": _f32(folder, f"cascade_{name}_defocus.f32", routing.defocus) if with_map else None,
             })
-    manifest["cascade_pipeline"] = {"fake_model": CASCADE_FAKE, "cases": entries}
+    manifest["cascade_pipeline"] = {"fake_model": CASCADE_FAKE, "default_band": default_band, "cases": entries}
 
 
 def _write_orientation_vectors(folder: Path, manifest: dict) -> None:
@@ -681,6 +753,7 @@ def _write_meta_vectors(folder: Path, manifest: dict) -> None:
     and broken copies it must refuse with a message naming the key."""
     from daqe_tf.inference.routing import PATCH_OVERLAP
     from daqe_tf.models import build_model
+    from daqe_tf.models.daqe.model import DAQENet
     from export.converter import (OUTPUT_FEATURES, OUTPUT_ROUTING, OUTPUT_SCORE, OUTPUT_SUMMARY, head_signature, is_cascade, metadata,
                                   metadata_text, signature_keys, stage_signature)
     from tests.export_cases import DAQE_TINY, TILE, build_case
@@ -710,9 +783,17 @@ def _write_meta_vectors(folder: Path, manifest: dict) -> None:
     cascade = exported_meta(cascade_model)
     # A cascade's thresholds are placeholders: the app reads them but does not hold them to the exit count.
     placeholders = {**cascade, "thresholds": []}
+    # The same cascade with a compute cap, as the model stores it (its own checks pass on it).
+    capped_costs = [float(c) for c in np.linspace(0.45, 1.0, cascade_model.num_exits)]
+    capped_model = DAQENet.from_config({**cascade_model.get_config(), "max_cost": 0.7, "exit_costs": capped_costs})
+    capped = exported_meta(capped_model)
+    assert capped["model_config"]["max_cost"] == 0.7 and capped["model_config"]["exit_costs"] == capped_costs
+    # Exports from before the cap: no such config keys.
+    uncapped_legacy = {**cascade, "model_config": {k: v for k, v in cascade["model_config"].items() if k not in ("max_cost", "exit_costs")}}
     for name, model, meta in [("daqe_colour", build_case("daqe_cnn"), None), ("daqe_gray", gray_model, None),
                               ("daqe_gray_legacy", gray_model, "legacy"), ("daqe_cascade", cascade_model, cascade),
-                              ("daqe_cascade_placeholders", cascade_model, placeholders)]:
+                              ("daqe_cascade_placeholders", cascade_model, placeholders),
+                              ("daqe_cascade_capped", capped_model, capped), ("daqe_cascade_before_cap", cascade_model, uncapped_legacy)]:
         legacy_file = meta == "legacy"
         meta = legacy(exported_meta(model)) if legacy_file else meta or exported_meta(model)
         colour = colour or meta
@@ -723,9 +804,11 @@ def _write_meta_vectors(folder: Path, manifest: dict) -> None:
             # Older files route by the defocus output (LiteRTModel.cell_maps does the same).
             "routing": "defocus" if legacy_file else model.routing, "routing_output": None if legacy_file else OUTPUT_ROUTING,
             "cascade": cascade_names(model),
+            "max_cost": meta["model_config"].get("max_cost"), "exit_costs": meta["model_config"].get("exit_costs"),
         }})
     assert {v["expected"]["num_exits"] for v in valid} == {2, 3}
-    assert [v["expected"]["routing"] for v in valid] == ["readout", "defocus", "defocus", "cascade", "cascade"]
+    assert [v["expected"]["routing"] for v in valid] == ["readout", "defocus", "defocus", "cascade", "cascade", "cascade", "cascade"]
+    assert [v["expected"]["max_cost"] for v in valid] == [None] * 5 + [0.7, None]
     assert colour["routing"] == "readout" and colour["outputs"]["routing"] == OUTPUT_ROUTING
     assert cascade["routing"] == "cascade" and cascade["signatures"]["stages"] == cascade_names(cascade_model)["stages"]
     assert [float(t) for t in cascade["thresholds"]] == [float(t) for t in cascade_model.thresholds]
@@ -755,7 +838,7 @@ def _write_meta_vectors(folder: Path, manifest: dict) -> None:
         ("readout_without_output", {"outputs": legacy(colour)["outputs"]}, "outputs"),
     ]:
         broken.append((name, {**colour, **changes}, [f"'{key}'"]))
-    signatures, outputs = cascade["signatures"], cascade["outputs"]
+    signatures, outputs, config = cascade["signatures"], cascade["outputs"], capped["model_config"]
     without = lambda d, key: {k: v for k, v in d.items() if k != key}  # noqa: E731
     for name, changes, expect in [
         ("cascade_no_stages", {"signatures": without(signatures, "stages")}, ["'signatures'", "'stages'", "'cascade'"]),
@@ -771,9 +854,18 @@ def _write_meta_vectors(folder: Path, manifest: dict) -> None:
         ("cascade_score_number", {"outputs": {**outputs, "score": 3}}, ["'outputs'", "'score'"]),
         ("cascade_no_outputs", {"outputs": None}, ["'outputs'", "'features'"]),
         ("cascade_thresholds_text", {"thresholds": ["0.0"]}, ["'thresholds'"]),
+        ("cascade_config_list", {"model_config": [0.7]}, ["'model_config'", "object"]),
+        ("cascade_cap_text", {"model_config": {**config, "max_cost": "0.7"}}, ["'model_config.max_cost'", "number"]),
+        ("cascade_cap_no_costs", {"model_config": {**config, "exit_costs": None}}, ["'model_config.exit_costs'", "'max_cost'"]),
+        ("cascade_cap_costs_short", {"model_config": {**config, "exit_costs": [1.0]}},
+         ["'model_config.exit_costs'", f"one cost per exit ({cascade_model.num_exits})"]),
+        ("cascade_cap_cost_text", {"model_config": {**config, "exit_costs": ["0.45", "1.0"]}}, ["'model_config.exit_costs'", "numbers"]),
     ]:
         meta = {k: v for k, v in {**cascade, **changes}.items() if v is not None}
         broken.append((name, meta, expect))
+    # Python refuses a cap on any other routing; so does the app.
+    broken.append(("readout_capped", {**colour, "model_config": {**colour["model_config"], "max_cost": 0.7, "exit_costs": [0.45, 1.0]}},
+                   ["'model_config.max_cost'", "cascade", "'readout'"]))
     # A real QGAUNet export: no routing keys, refused for its family before any of them is missed.
     broken.append(("qga_unet", exported_meta(tiny_model(3)), ["'family'", "'qga_unet'"]))
     entries = []

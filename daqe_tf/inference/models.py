@@ -12,7 +12,7 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # Shipped defaults, by image kind: the model with the best measured quality per MAC on the
 # evaluation sets (README, "DAQE"); each may also ship as <stem>.tflite (+ .tflite.json) for LiteRT.
-DEFAULT_MODELS = {"color": "daqe_cnn_color_c4.keras", "gray": "daqe_cnn_gray_g3.keras"}
+DEFAULT_MODELS = {"color": "daqe_cnn_color_c4_cascade.keras", "gray": "daqe_cnn_gray_g3_cascade.keras"}
 
 
 class ModelFileError(OSError):

@@ -114,9 +114,10 @@ class MainActivity : AppCompatActivity() {
         val opened = LiteRtModel.open(this)
         val meta = opened.model.meta
         model = opened.model
-        // A cascade's stages pick the exits; no defocus pass is made for it (the app shows only the exits).
+        // A cascade's stages pick the exits, within its compute cap if it has one; no defocus pass is
+        // made for it (the app shows only the exits).
         val created = if (meta.cascade != null) {
-            TiledEnhancer(cascade = opened.model, defocus = null, overlap = meta.patchOverlap)
+            TiledEnhancer(cascade = opened.model, defocus = null, overlap = meta.patchOverlap, cap = meta.cap)
         } else {
             TiledEnhancer(opened.model, opened.model, meta.thresholds, meta.patchOverlap, ModelContract.DEFOCUS_OVERLAP)
         }

@@ -16,6 +16,8 @@ package org.daqe.demo.core
  * (`outputs.routing`); null for files exported before it, which route by the defocus output.
  * [cascade]: a cascade's stage and head signatures and their output names; null unless
  * [routing] is [RoutingSignal.CASCADE], which requires it.
+ * [cap]: a cascade's compute cap, from the exporter's `model_config` (`max_cost` with one
+ * `exit_costs` value per exit); null when `max_cost` is null or absent (files exported before it).
  */
 class ModelMeta(
     val imageChannels: Int,
@@ -26,7 +28,8 @@ class ModelMeta(
     val thresholds: FloatArray,
     val routing: RoutingSignal = RoutingSignal.DEFOCUS,
     val routingOutput: String? = null,
-    val cascade: CascadeNames? = null
+    val cascade: CascadeNames? = null,
+    val cap: CascadeCap? = null
 ) {
     init {
         check(imageChannels == 1 || imageChannels == 3, "image_channels", "must be 1 or 3, got $imageChannels")
@@ -53,6 +56,12 @@ class ModelMeta(
         if (cascade != null) {
             check(cascade.stages.size == numExits && cascade.heads.size == numExits, "signatures",
                 "must name one stage and one head per exit ($numExits), got ${cascade.stages.size} stages and ${cascade.heads.size} heads")
+        }
+        if (cap != null) {
+            // As the Python model refuses it: only a cascade's stages can be held back.
+            check(routing == RoutingSignal.CASCADE, "model_config.max_cost", "caps a cascade's compute; this model routes by '${routing.key}'")
+            check(cap.exitCosts.size == numExits, "model_config.exit_costs",
+                "must hold one cost per exit ($numExits) for 'max_cost', got ${cap.exitCosts.size}")
         }
     }
 
@@ -114,6 +123,9 @@ class ModelMeta(
             }
             // A cascade runs its own signatures; what it needs is required only for it.
             val cascade = if (routing == RoutingSignal.CASCADE) cascadeNames(o["signatures"], outputs) else null
+            val config = o["model_config"]?.let {
+                it as? Map<*, *> ?: throw IllegalArgumentException("model metadata: 'model_config' must be an object, got $it")
+            }
             return ModelMeta(
                 imageChannels = int("image_channels"),
                 qmapChannels = int("qmap_channels"),
@@ -123,8 +135,23 @@ class ModelMeta(
                 thresholds = thresholds,
                 routing = routing,
                 routingOutput = routingOutput,
-                cascade = cascade
+                cascade = cascade,
+                cap = config?.let { cascadeCap(it) }
             )
+        }
+
+        /** `max_cost` and `exit_costs` of the model config; null without a cap (`max_cost` null or absent). */
+        private fun cascadeCap(config: Map<*, *>): CascadeCap? {
+            val max = config["max_cost"] ?: return null
+            val maxCost = max as? Double
+                ?: throw IllegalArgumentException("model metadata: 'model_config.max_cost' must be a number or null, got $max")
+            val costs = config["exit_costs"] as? List<*> ?: throw IllegalArgumentException(
+                "model metadata: 'model_config.exit_costs' must list each exit's cost for 'max_cost', got ${config["exit_costs"]}"
+            )
+            return CascadeCap(maxCost, DoubleArray(costs.size) {
+                costs[it] as? Double
+                    ?: throw IllegalArgumentException("model metadata: 'model_config.exit_costs' must hold numbers, got ${costs[it]}")
+            })
         }
 
         /** `signatures.stages` / `heads` and `outputs.features` / `summary` / `score` of a cascade export. */

@@ -100,12 +100,13 @@ class EnhanceResult(
  * routing map) -> batched exits -> blended output. The same steps as the Python pipeline's
  * `enhance_pixels` (tiles, Q-map, gray/colour adaptation, routing, blending, rounding).
  * A [CascadeModel] replaces the first two steps: its stages choose the exits as the patches run
- * (`run_cascade`), and the defocus head, if given at all, runs only for [EnhanceResult.defocusMap].
+ * (`run_cascade`), band by band of plan rows within the model's compute cap ([CascadeCap]), and the
+ * defocus head, if given at all, runs only for [EnhanceResult.defocusMap].
  *
  * Windows that run past the image edge are padded to the fixed model size by repeating the edge
  * pixels; the Q-map continues the block grid there. Only the in-image part of each output is blended.
- * Patches are processed one row of the plan at a time, so memory is one row of outputs plus one
- * blending band.
+ * Patches are processed one row of the plan at a time (a cascade: one band of rows, which decide
+ * together), so memory is one row's (band's) outputs plus one blending band.
  */
 class TiledEnhancer private constructor(
     private val model: PatchModel?,
@@ -113,21 +114,27 @@ class TiledEnhancer private constructor(
     private val defocus: DefocusModel?,
     private val thresholds: FloatArray,
     private val overlap: Int,
-    private val defocusOverlap: Int
+    private val defocusOverlap: Int,
+    private val cap: CascadeCap?,
+    private val band: Int
 ) {
     /**
      * Routes each patch by [defocus]'s routing map split at [thresholds]; [overlap]: between patches,
      * a multiple of 16 below the patch size; [defocusOverlap]: between defocus windows.
      */
     constructor(model: PatchModel, defocus: DefocusModel?, thresholds: FloatArray, overlap: Int, defocusOverlap: Int = 64) :
-        this(model, null, defocus, thresholds, overlap, defocusOverlap)
+        this(model, null, defocus, thresholds, overlap, defocusOverlap, null, CASCADE_BAND)
 
     /**
      * Routes each patch through [cascade]'s stages (no thresholds: the scores decide). [defocus]: null,
      * or a head to run only for the defocus map shown to people (it costs a pass; nothing depends on it).
+     * [cap]: the model's compute cap ([ModelMeta.cap]), null for none; [band]: at most this many
+     * patches decide together (whole plan rows, at least one), Python's `CASCADE_BAND`.
      */
-    constructor(cascade: CascadeModel, defocus: DefocusModel?, overlap: Int, defocusOverlap: Int = 64) :
-        this(null, cascade, defocus, FloatArray(0), overlap, defocusOverlap)
+    constructor(
+        cascade: CascadeModel, defocus: DefocusModel?, overlap: Int, defocusOverlap: Int = 64,
+        cap: CascadeCap? = null, band: Int = CASCADE_BAND
+    ) : this(null, cascade, defocus, FloatArray(0), overlap, defocusOverlap, cap, band)
 
     private val channels = model?.channels ?: cascade!!.channels
     private val patchSize = model?.patchSize ?: cascade!!.patchSize
@@ -141,6 +148,8 @@ class TiledEnhancer private constructor(
             require(thresholds.size == exitCount - 1) { "$exitCount exits need ${exitCount - 1} thresholds, got ${thresholds.size}" }
             Clusters.checkThresholds(thresholds)
         }
+        if (cap != null) require(cap.exitCosts.size == exitCount) { "$exitCount exits need ${exitCount} costs, got ${cap.exitCosts.size}" }
+        require(band >= 1) { "a cascade band needs at least one patch, got $band" }
         if (defocus != null) require(defocus.windowSize % CellGrid.CELL == 0) { "defocus window must be a multiple of 16" }
     }
 
@@ -275,10 +284,12 @@ class TiledEnhancer private constructor(
     }
 
     /**
-     * Per plan row, in batches of up to batchSize patches in column order (as Python's `run_cascade`):
-     * stage 0 on all of them, then each later stage on those not yet gone, packed to the front with
-     * the features and summary their previous stage gave; the patches leaving at a stage run its head
-     * together. Their exits go to [exits]; then the row is blended in plan order.
+     * Band by band (whole plan rows, up to [band] patches; Python's `run_cascade`): stage 0 on all of
+     * the band's patches, then each later stage on those still running, in batches of up to batchSize
+     * in plan order (a batch may span rows) with the features and summary their previous stage gave.
+     * After each stage the patches leaving there run its head, again in plan-order batches; at stage
+     * N - 2 the [cap], if any, sends the candidates it holds back out through exit N - 2. Exits go to
+     * [exits]; then the band's rows are blended in plan order.
      */
     private fun runCascade(
         model: CascadeModel, image: Image8, spec: QMapSpec, plan: TilePlan, exits: IntArray, tileDone: (Int) -> Unit
@@ -291,72 +302,137 @@ class TiledEnhancer private constructor(
         val last = model.exitCount - 1
         val featureSizes = IntArray(model.exitCount) { model.featureSize(it) }
         val summarySizes = IntArray(model.exitCount) { model.summarySize(it) }
-        // The batch's patches by position in it, and the inputs of the current stage and head by slot.
-        val chunkPixels = FloatArray(batch * patchValues)
-        val chunkQmap = FloatArray(batch * patchQ)
+        val bandRows = maxOf(1, band / plan.cols)
+        val capacity = minOf(bandRows, plan.rows) * plan.cols
+        // Per band, by patch (its index in the band, plan order): the stage's outputs until its
+        // decision, those of the stage before for the patches still running, and the outputs to blend.
+        // The deepest stage's features are not stored: all of its patches leave, in the batches they ran in.
+        var stored = 0
+        var storedSummary = 0
+        for (m in 0 until last) {
+            stored = maxOf(stored, featureSizes[m])
+            storedSummary = maxOf(storedSummary, summarySizes[m])
+        }
+        var features = FloatArray(capacity * stored)
+        var summaries = FloatArray(capacity * storedSummary)
+        var previousFeatures = FloatArray(capacity * stored)
+        var previousSummaries = FloatArray(capacity * storedSummary)
+        val scores = FloatArray(capacity)
+        val bandOutputs = FloatArray(capacity * patchValues)
+        var running = IntArray(capacity)
+        var staying = IntArray(capacity)
+        val leaving = IntArray(capacity)
+        val candidateScores = FloatArray(capacity)
+        val goesDeep = BooleanArray(capacity)
+        // One batch: the stage's and head's inputs and outputs by slot.
+        val members = IntArray(batch)
         val pixels = FloatArray(batch * patchValues)
         val qmap = FloatArray(batch * patchQ)
-        val headPixels = FloatArray(batch * patchValues)
-        val outputs = FloatArray(batch * patchValues)
-        val features = Array(model.exitCount) { FloatArray(batch * featureSizes[it]) }
-        val summaries = Array(model.exitCount) { FloatArray(batch * summarySizes[it]) }
-        val headFeatures = Array(model.exitCount) { FloatArray(batch * featureSizes[it]) }
-        // Stage m's context and summary inputs: stage m - 1's outputs for the patches still running.
         val contexts = Array(model.exitCount) { if (it == 0) null else FloatArray(batch * featureSizes[it - 1]) }
         val carried = Array(model.exitCount) { if (it == 0) null else FloatArray(batch * summarySizes[it - 1]) }
-        val score = FloatArray(batch)
-        var members = IntArray(batch)
-        var stayed = IntArray(batch)
-        val leaving = IntArray(batch)
-        val staying = IntArray(batch)
-        val rowOutputs = FloatArray(plan.cols * patchValues)
+        val featuresOut = Array(model.exitCount) { FloatArray(batch * featureSizes[it]) }
+        val summaryOut = Array(model.exitCount) { FloatArray(batch * summarySizes[it]) }
+        val headFeatures = Array(last) { FloatArray(batch * featureSizes[it]) }
+        val scoreOut = FloatArray(batch)
+        val outputs = FloatArray(batch * patchValues)
         val result = Image8.blank(image.width, image.height, c)
         val rowBytes = image.width * c
         val stitcher = Stitcher(plan, c) { y0, y1, bytes -> System.arraycopy(bytes, 0, result.data, y0 * rowBytes, (y1 - y0) * rowBytes) }
-        for (r in 0 until plan.rows) {
-            var first = 0
-            while (first < plan.cols) {
-                val count = minOf(batch, plan.cols - first)
-                for (i in 0 until count) {
-                    val t = plan.tile(r, first + i)
-                    Patches.pack(image, t.y0, t.x0, p, chunkPixels, i * patchValues)
-                    spec.fill(t.y0, t.x0, p, p, chunkQmap, i * patchQ)
+
+        for (firstRow in 0 until plan.rows step bandRows) {
+            val base = firstRow * plan.cols
+            val size = minOf(bandRows, plan.rows - firstRow) * plan.cols
+            val tile = { i: Int -> plan.tile(base + i) }
+            // Packs the batch's patches (band indices members[0 until count]), the last repeated.
+            fun pack(count: Int) {
+                for (slot in 0 until count) {
+                    val t = tile(members[slot])
+                    Patches.pack(image, t.y0, t.x0, p, pixels, slot * patchValues)
+                    spec.fill(t.y0, t.x0, p, p, qmap, slot * patchQ)
                 }
-                // members[slot]: position in the batch of the patch in that slot of the current stage.
-                for (i in 0 until count) members[i] = i
-                var running = count
-                for (stage in 0..last) {
-                    gather(chunkPixels, patchValues, members, running, batch, pixels)
-                    gather(chunkQmap, patchQ, members, running, batch, qmap)
-                    val scores = if (stage < last) score else null
-                    model.runStage(stage, running, pixels, qmap, contexts[stage], carried[stage], features[stage], summaries[stage], scores)
-                    var gone = 0
-                    var kept = 0
-                    // NaN is not > 0: such a patch stays, as in Python.
-                    for (slot in 0 until running) if (scores == null || scores[slot] > 0f) leaving[gone++] = slot else staying[kept++] = slot
-                    if (gone > 0) {
-                        gather(features[stage], featureSizes[stage], leaving, gone, batch, headFeatures[stage])
-                        gather(pixels, patchValues, leaving, gone, batch, headPixels)
-                        model.runHead(stage, gone, headFeatures[stage], headPixels, outputs)
-                        for (j in 0 until gone) {
-                            val col = first + members[leaving[j]]
-                            exits[r * plan.cols + col] = stage
-                            System.arraycopy(outputs, j * patchValues, rowOutputs, col * patchValues, patchValues)
-                        }
-                    }
-                    if (kept == 0) break
-                    gather(features[stage], featureSizes[stage], staying, kept, batch, contexts[stage + 1]!!)
-                    gather(summaries[stage], summarySizes[stage], staying, kept, batch, carried[stage + 1]!!)
-                    for (j in 0 until kept) stayed[j] = members[staying[j]]
-                    val swap = members
-                    members = stayed
-                    stayed = swap
-                    running = kept
+                for (slot in count until batch) {
+                    System.arraycopy(pixels, (count - 1) * patchValues, pixels, slot * patchValues, patchValues)
+                    System.arraycopy(qmap, (count - 1) * patchQ, qmap, slot * patchQ, patchQ)
                 }
-                first += count
             }
-            for (col in 0 until plan.cols) {
-                stitcher.add(rowOutputs, col * patchValues, p * c)
+            // Head [stage] on the batch's slots, its outputs kept per patch.
+            fun head(stage: Int, count: Int, stageFeatures: FloatArray) {
+                model.runHead(stage, count, stageFeatures, pixels, outputs)
+                for (slot in 0 until count) {
+                    System.arraycopy(outputs, slot * patchValues, bandOutputs, members[slot] * patchValues, patchValues)
+                    exits[base + members[slot]] = stage
+                }
+            }
+            for (i in 0 until size) {
+                running[i] = i
+                exits[base + i] = -1 // not gone yet; the cap counts the cost of those gone
+            }
+            var count = size
+            for (stage in 0..last) {
+                val f = featureSizes[stage]
+                val s = summarySizes[stage]
+                for (first in 0 until count step batch) {
+                    val n = minOf(batch, count - first)
+                    for (slot in 0 until n) members[slot] = running[first + slot]
+                    pack(n)
+                    if (stage > 0) {
+                        gather(previousFeatures, featureSizes[stage - 1], members, n, batch, contexts[stage]!!)
+                        gather(previousSummaries, summarySizes[stage - 1], members, n, batch, carried[stage]!!)
+                    }
+                    val score = if (stage < last) scoreOut else null
+                    model.runStage(stage, n, pixels, qmap, contexts[stage], carried[stage], featuresOut[stage], summaryOut[stage], score)
+                    if (stage == last) {
+                        head(stage, n, featuresOut[stage])
+                        continue
+                    }
+                    for (slot in 0 until n) {
+                        val i = members[slot]
+                        System.arraycopy(featuresOut[stage], slot * f, features, i * f, f)
+                        System.arraycopy(summaryOut[stage], slot * s, summaries, i * s, s)
+                        scores[i] = scoreOut[slot]
+                    }
+                }
+                if (stage == last) break
+                // A patch goes on while its score is not positive (NaN is not <= 0: it leaves, as in Python).
+                var kept = 0
+                for (j in 0 until count) if (scores[running[j]] <= 0f) staying[kept++] = running[j]
+                if (stage == last - 1 && cap != null && kept > 0) {
+                    // The band's cost if every candidate left here: those gone (summed in plan order, as
+                    // Python does) and all still running at exit N - 2's cost.
+                    var cost = 0.0
+                    for (i in 0 until size) if (exits[base + i] >= 0) cost += cap.exitCosts[exits[base + i]]
+                    cost += cap.exitCosts[last - 1] * count
+                    for (j in 0 until kept) candidateScores[j] = scores[staying[j]]
+                    val go = cap.deepest(candidateScores, kept, cap.room(cost, size, kept))
+                    var granted = 0
+                    for (j in 0 until kept) if (go[j]) staying[granted++] = staying[j]
+                    kept = granted
+                }
+                java.util.Arrays.fill(goesDeep, 0, size, false)
+                for (j in 0 until kept) goesDeep[staying[j]] = true
+                var gone = 0
+                for (j in 0 until count) if (!goesDeep[running[j]]) leaving[gone++] = running[j]
+                for (first in 0 until gone step batch) {
+                    val n = minOf(batch, gone - first)
+                    for (slot in 0 until n) members[slot] = leaving[first + slot]
+                    pack(n)
+                    gather(features, f, members, n, batch, headFeatures[stage])
+                    head(stage, n, headFeatures[stage])
+                }
+                if (kept == 0) break
+                val swap = running
+                running = staying
+                staying = swap
+                count = kept
+                val fs = features
+                features = previousFeatures
+                previousFeatures = fs
+                val ss = summaries
+                summaries = previousSummaries
+                previousSummaries = ss
+            }
+            for (i in 0 until size) {
+                stitcher.add(bandOutputs, i * patchValues, p * c)
                 tileDone(stitcher.added)
             }
         }
@@ -371,6 +447,14 @@ class TiledEnhancer private constructor(
     private fun gather(src: FloatArray, size: Int, items: IntArray, count: Int, slots: Int, dest: FloatArray) {
         for (slot in 0 until count) System.arraycopy(src, items[slot] * size, dest, slot * size, size)
         for (slot in count until slots) System.arraycopy(dest, (count - 1) * size, dest, slot * size, size)
+    }
+
+    companion object {
+        /**
+         * Patches a cascade decides together (Python's `CASCADE_BAND`), the unit of its compute cap:
+         * the whole image up to ~3 MP, so the cap spends a photo's budget where the photo needs it.
+         */
+        const val CASCADE_BAND = 256
     }
 }
 

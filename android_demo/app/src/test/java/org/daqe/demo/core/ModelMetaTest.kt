@@ -50,6 +50,13 @@ class ModelMetaTest {
                 assertEquals("$name summary", c["summary"], names.summary)
                 assertEquals("$name score", c["score"], names.score)
             }
+            val maxCost = e["max_cost"]
+            if (maxCost == null) {
+                assertNull("$name cap", meta.cap)
+            } else {
+                assertEquals("$name max_cost", maxCost.num(), meta.cap!!.maxCost, 0.0)
+                assertArrayEquals("$name exit_costs", e["exit_costs"].doubles(), meta.cap!!.exitCosts, 0.0)
+            }
         }
         val broken = set["broken"].arr()
         for (case in broken) {
@@ -127,6 +134,35 @@ class ModelMetaTest {
         // The same keys mean nothing to a model routed by defocus.
         val byDefocus = ModelMeta.parse("${base.replace("\"cascade\"", "\"defocus\"").replace("[0.0]", "[0.0, 0.5]")}}")
         assertNull(byDefocus.cascade)
+    }
+
+    /** A cascade's cap comes from the model config: `max_cost` with one `exit_costs` value per exit, or none at all. */
+    @Test
+    fun capComesFromTheModelConfig() {
+        val base = """{"format": 1, "family": "daqe", "io_dtype": "float32", "defocus_cell": 16, "image_channels": 1,
+            "qmap_channels": 1, "num_exits": 3, "patch_size": 64, "patch_overlap": 0, "thresholds": [0.0], "routing": "cascade",
+            "signatures": {"stages": ["s0", "s1", "s2"], "heads": ["h0", "h1", "h2"]},
+            "outputs": {"features": "f", "summary": "s", "score": "p"}"""
+        val cap = ModelMeta.parse("""$base, "model_config": {"max_cost": 0.6, "exit_costs": [0.2, 0.5, 1], "widths": [4, 8]}}""").cap!!
+        assertEquals(0.6, cap.maxCost, 0.0)
+        assertArrayEquals(doubleArrayOf(0.2, 0.5, 1.0), cap.exitCosts, 0.0)
+        assertNull(ModelMeta.parse("$base}").cap)
+        assertNull(ModelMeta.parse("""$base, "model_config": {"max_cost": null, "exit_costs": null}}""").cap)
+        // Costs without a cap mean nothing to the app.
+        assertNull(ModelMeta.parse("""$base, "model_config": {"exit_costs": [1]}}""").cap)
+        assertEquals(
+            "model metadata: 'model_config.exit_costs' must list each exit's cost for 'max_cost', got null",
+            refusal("""$base, "model_config": {"max_cost": 0.6}}""")
+        )
+        assertEquals(
+            "model metadata: 'model_config.exit_costs' must hold one cost per exit (3) for 'max_cost', got 2",
+            refusal("""$base, "model_config": {"max_cost": 0.6, "exit_costs": [0.5, 1]}}""")
+        )
+        val byDefocus = base.replace("\"cascade\"", "\"defocus\"").replace("[0.0]", "[0.0, 0.5]")
+        assertEquals(
+            "model metadata: 'model_config.max_cost' caps a cascade's compute; this model routes by 'defocus'",
+            refusal("""$byDefocus, "model_config": {"max_cost": 0.6, "exit_costs": [0.2, 0.5, 1]}}""")
+        )
     }
 
     @Test

@@ -292,15 +292,19 @@ class TiledEnhancerTest {
 
     /**
      * Python's cascade-routed pipeline: the same patches, exits and pixels, whatever the batch size;
-     * the defocus map only where it was asked for, no routing map. The same fake with every score
-     * negated must then disagree on both exits and pixels (the vectors see a swapped decision).
+     * the defocus map only where it was asked for, no routing map. Capped cases run with the model's
+     * cap and Python's band size: without the cap, or (banded case) with the default band, the exits
+     * must differ. The same fake with every score negated must disagree on both exits and pixels.
      */
     @Test
     fun cascadeRoutesLikeThePythonPipeline() {
         val section = Vectors.section("cascade_pipeline").obj()
         val fake = section["fake_model"].obj()
+        assertEquals("Python's band size", section["default_band"].int(), TiledEnhancer.CASCADE_BAND)
         val exitCount = fake["exits"].int()
         val cases = section["cases"].arr()
+        var capped = 0
+        var banded = 0
         for (case in cases) {
             val v = case.obj()
             val name = v["name"] as String
@@ -314,12 +318,15 @@ class TiledEnhancerTest {
             val exits = v["exits"].ints()
             val expected = Vectors.bytes(v["expected"] as String)
             val defocusFile = v["defocus"] as String?
+            val cap = v["max_cost"]?.let { CascadeCap(it.num(), v["exit_costs"].doubles()) }
+            val band = v["band"]?.int() ?: TiledEnhancer.CASCADE_BAND
             assertTrue("$name: the vector uses ${exits.toSet()}", exits.toSet().size == exitCount)
             for (batch in intArrayOf(8, 3)) {
                 val model = FakeCascade(modelChannels, fake["patch"].int(), batch, exitCount, fake, offsets)
                 val cells = if (defocusFile != null) CornerPixelCells(fake["defocus_window"].int(), modelChannels) else null
                 var last = Pair(0, 0)
-                val result = TiledEnhancer(model, cells, v["overlap"].int(), 64).enhance(image, header) { done, total -> last = Pair(done, total) }
+                val enhancer = TiledEnhancer(model, cells, v["overlap"].int(), 64, cap, band)
+                val result = enhancer.enhance(image, header) { done, total -> last = Pair(done, total) }
                 val label = "$name (batch $batch)"
                 assertEquals("$label patches", patches, result.plan.tiles)
                 assertArrayEquals("$label exits", exits, result.exits)
@@ -336,12 +343,52 @@ class TiledEnhancerTest {
                     assertEquals("$label head $e patches", exits.count { it == e }, model.headPatches[e])
                 }
             }
+            val run = { c: CascadeCap?, b: Int -> TiledEnhancer(FakeCascade(modelChannels, fake["patch"].int(), 8, exitCount, fake, offsets), null, v["overlap"].int(), 64, c, b).enhance(image, header) }
+            val uncapped = v["uncapped_exits"].ints()
+            if (cap != null) {
+                capped++
+                assertFalse("$name: the cap sends no candidate out early", uncapped.contentEquals(exits))
+                assertArrayEquals("$name without the cap", uncapped, run(null, band).exits)
+            } else {
+                assertArrayEquals("$name: uncapped exits", uncapped, exits)
+            }
+            if (band != TiledEnhancer.CASCADE_BAND) {
+                banded++
+                assertFalse("$name: one band gives the same exits", run(cap, TiledEnhancer.CASCADE_BAND).exits.contentEquals(exits))
+            }
             val flipped = FakeCascade(modelChannels, fake["patch"].int(), 8, exitCount, fake, offsets, flip = true)
-            val swapped = TiledEnhancer(flipped, null, v["overlap"].int()).enhance(image, header)
+            val swapped = TiledEnhancer(flipped, null, v["overlap"].int(), 64, cap, band).enhance(image, header)
             assertFalse("$name: flipped decisions give the same exits", swapped.exits.contentEquals(exits))
             assertFalse("$name: flipped decisions give the same pixels", swapped.image.data.contentEquals(expected))
         }
+        assertTrue("capped $capped, banded $banded", capped >= 2 && banded >= 1)
         Vectors.report("cascade_pipeline", cases.size)
+    }
+
+    /**
+     * The cap on its own: the room it leaves (Python's float64 formula, the 1e-9 keeping an exact
+     * quotient), and its choice of the lowest scores, equal ones (-0 and 0 alike) in plan order.
+     */
+    @Test
+    fun capGrantsTheDeepestExitToTheLowestScores() {
+        val cap = CascadeCap(0.5, doubleArrayOf(0.25, 0.5, 1.0))
+        // 8 patches, 2 gone at exit 0 (0.5), 6 running at exit 1 (3.0): 4.0 allowed, room (4 - 3.5) / 0.5 = 1.
+        assertEquals(1, cap.room(3.5, 8, 6))
+        assertEquals(0, cap.room(4.5, 8, 6))
+        assertEquals(6, cap.room(0.0, 8, 6))
+        assertEquals(0, CascadeCap(0.0, doubleArrayOf(0.25, 0.5, 1.0)).room(3.5, 8, 6))
+        // (0.7 x 10 x 0.7 - 4.2) / (0.7 - 0.6) is 7 on paper, 6.999999999999995 in float64: 7 it is.
+        val close = CascadeCap(0.7, doubleArrayOf(0.6, 0.7))
+        assertTrue((0.7 * 10 * 0.7 - 4.2) / (0.7 - 0.6) < 7.0)
+        assertEquals(7, close.room(4.2, 10, 9))
+        // Equal costs: going deep costs nothing more, all go.
+        assertEquals(5, CascadeCap(0.0, doubleArrayOf(1.0, 1.0)).room(9.0, 5, 5))
+        val scores = floatArrayOf(-0.5f, 0f, -2f, -0f, -0.5f, -3f, 99f)
+        assertArrayEquals(booleanArrayOf(false, false, true, false, false, true), cap.deepest(scores, 6, 2))
+        assertArrayEquals(booleanArrayOf(true, false, true, false, false, true), cap.deepest(scores, 6, 3))
+        assertArrayEquals(booleanArrayOf(true, false, true, false, true, true), cap.deepest(scores, 6, 4))
+        assertArrayEquals(booleanArrayOf(true, true, true, false, true, true), cap.deepest(scores, 6, 5))
+        assertArrayEquals(BooleanArray(6), cap.deepest(scores, 6, 0))
     }
 
     /** A patch leaves at the first stage with a positive score; later stages never see it, the deepest has no score. */
@@ -353,8 +400,10 @@ class TiledEnhancerTest {
             val model = LeaveAtStage(3, 32, 4, 3, leaveAt)
             val result = TiledEnhancer(model, null, 0).enhance(image, header)
             assertTrue(result.exits.all { it == leaveAt })
-            val rowBatches = result.plan.rows * ((result.plan.cols + 3) / 4)
-            for (stage in 0 until 3) assertEquals("stage $stage calls", if (stage <= leaveAt) rowBatches else 0, model.stageCalls[stage])
+            // One band (under 256 patches): each stage runs on it in full batches across rows.
+            assertTrue(result.plan.size <= TiledEnhancer.CASCADE_BAND)
+            val batches = (result.plan.size + 3) / 4
+            for (stage in 0 until 3) assertEquals("stage $stage calls", if (stage <= leaveAt) batches else 0, model.stageCalls[stage])
             // Identity heads: blending gives the image back.
             assertArrayEquals(image.data, result.image.data)
             assertEquals(null, result.defocusMap)
