@@ -1,6 +1,8 @@
 """export/: every signature of the .tflite matches Keras (float32 to 1e-4; float16 and int8 to
 measured bounds), Flex ops fail the export, mixed-precision models export as float32, metadata."""
 import json
+import tempfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -88,6 +90,26 @@ def test_cascade_stage_and_head_signatures_match_keras_and_route_alike(variant):
         assert len(set(keras_routing.exits.tolist())) == 2  # both exits used: the check sees a swapped decision
         np.testing.assert_array_equal(lite_routing.exits, keras_routing.exits)
         assert np.abs(lite_out.astype(int) - keras_out).max() <= 1
+        # The compute cap travels in the metadata's model_config and binds the same way in both runtimes.
+        import shutil
+
+        from daqe_tf.models.daqe import with_routing
+
+        readout = model.cascade_readouts[0]
+        deep_share = keras_routing.exits.mean()  # exits are 0 / 1 here: the share of deepest patches
+        cap = {"max_cost": 0.5 + 0.25 * deep_share, "exit_costs": [0.5, 1.0]}  # room for half of them
+        fitted = [(np.asarray(readout.kernel)[:, 0], float(np.asarray(readout.bias)[0]))]
+        capped = with_routing(model, "cascade", model.thresholds, fitted, **cap)
+        folder = Path(tempfile.mkdtemp())
+        shutil.copyfile(paths[variant], folder / "capped.tflite")
+        meta = json.loads(metadata_path(paths[variant]).read_text())
+        meta["model_config"].update(cap)
+        metadata_path(folder / "capped.tflite").write_text(json.dumps(meta))
+        capped_lite = LiteRTModel(folder / "capped.tflite")
+        assert capped_lite.max_cost == cap["max_cost"] and LiteRTModel(paths[variant]).max_cost is None
+        keras_capped = enhance_routed(pixels, capped, qmap_for)[1].exits
+        assert keras_capped.sum() < keras_routing.exits.sum()  # the cap binds
+        np.testing.assert_array_equal(enhance_routed(pixels, capped_lite, qmap_for)[1].exits, keras_capped)
 
 
 def test_tile_signature_has_a_fixed_shape():

@@ -52,6 +52,9 @@ class LiteRTModel:
         self.patch_size = self.metadata.get("patch_size")
         self.thresholds = self.metadata.get("thresholds")
         self.routing = self.metadata.get("routing")
+        # A cascade's compute cap, applied by the routing per band (``routing.run_cascade``).
+        config = self.metadata.get("model_config", {})
+        self.max_cost, self.exit_costs = config.get("max_cost"), config.get("exit_costs")
         self.signatures = self.metadata["signatures"]
         if self.routing == "cascade" and not {"stages", "heads"} <= set(self.signatures):
             raise ModelFileError(f"{self.path}: routes by cascade but its metadata names no stage/head signatures")

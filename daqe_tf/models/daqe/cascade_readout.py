@@ -20,6 +20,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from daqe_tf.models.daqe.routing_readout import ridge_fit
+
 
 def patch_summary(features):
     """(B, 2F): per-channel mean and mean absolute value of (B, h, w, F) branch features."""
@@ -66,7 +68,7 @@ def cascade_readout_fit(inputs: np.ndarray, exit_errors: np.ndarray, stage: int,
     """Ridge fit of ``log(error deepest / error exit stage)`` on per-patch stage inputs -> (weights, bias).
 
     ``inputs`` (n, D + 1): [summary of branches 0..stage, qmap_mean] per patch; ``exit_errors``
-    (n, N). Inputs are standardised for the penalty and mapped back, as in ``routing_readout_fit``.
+    (n, N). The same ridge regression as the one-shot readout's (``routing_readout.ridge_fit``).
     The threshold is not in it yet: ``train.fit_thresholds`` subtracts it from the bias.
     """
     inputs = np.asarray(inputs, np.float64)
@@ -75,11 +77,4 @@ def cascade_readout_fit(inputs: np.ndarray, exit_errors: np.ndarray, stage: int,
         raise ValueError("need (n, D) stage inputs and (n, N) exit errors for the same n >= 2 patches")
     if not 0 <= stage < errors.shape[1] - 1:
         raise ValueError(f"stage {stage} out of range for {errors.shape[1]} exits (the deepest has no decision)")
-    mean, std = inputs.mean(axis=0), inputs.std(axis=0) + 1e-9
-    design = np.column_stack([(inputs - mean) / std, np.ones(len(inputs))])
-    target = np.log((errors[:, -1] + 1e-9) / (errors[:, stage] + 1e-9))
-    penalty = ridge * np.eye(design.shape[1])
-    penalty[-1, -1] = 0.0  # the intercept is not shrunk
-    solution = np.linalg.solve(design.T @ design + penalty, design.T @ target)
-    weights = solution[:-1] / std
-    return weights, float(solution[-1] - weights @ mean)
+    return ridge_fit(inputs, np.log((errors[:, -1] + 1e-9) / (errors[:, stage] + 1e-9)), ridge)

@@ -70,16 +70,23 @@ def routing_readout_fit(inputs: np.ndarray, exit_errors: np.ndarray, ridge: floa
     """Ridge fit of ``log(error deepest / error exit 0)`` on per-patch readout inputs -> (weights, bias).
 
     ``inputs`` (n, F + 1): each patch's mean ``readout_inputs``; ``exit_errors`` (n, N): its
-    squared error through each exit. The inputs are standardised for the penalty and the result is
-    mapped back, so ``inputs @ weights + bias`` is the fitted value.
+    squared error through each exit.
     """
     inputs = np.asarray(inputs, np.float64)
     errors = np.asarray(exit_errors, np.float64)
     if inputs.ndim != 2 or errors.ndim != 2 or len(inputs) != len(errors) or len(inputs) < 2:
         raise ValueError("need (n, F) readout inputs and (n, N) exit errors for the same n >= 2 patches")
+    return ridge_fit(inputs, np.log((errors[:, -1] + 1e-9) / (errors[:, 0] + 1e-9)), ridge)
+
+
+def ridge_fit(inputs: np.ndarray, target: np.ndarray, ridge: float) -> tuple[np.ndarray, float]:
+    """Ridge regression of ``target`` on ``inputs`` (n, D) -> (weights, bias), the intercept unshrunk.
+
+    The inputs are standardised for the penalty and the result is mapped back, so
+    ``inputs @ weights + bias`` is the fitted value.
+    """
     mean, std = inputs.mean(axis=0), inputs.std(axis=0) + 1e-9
     design = np.column_stack([(inputs - mean) / std, np.ones(len(inputs))])
-    target = np.log((errors[:, -1] + 1e-9) / (errors[:, 0] + 1e-9))
     penalty = ridge * np.eye(design.shape[1])
     penalty[-1, -1] = 0.0  # the intercept is not shrunk
     solution = np.linalg.solve(design.T @ design + penalty, design.T @ target)
