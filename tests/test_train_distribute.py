@@ -22,6 +22,7 @@ from tests.helpers import TINY_MODEL_CONFIG, natural_image, write_image_folder
 from train import checkpoint
 from train.config import TrainConfig
 from train.degradations import DegradationConfig
+from train.loop import HEARTBEAT_TIMEOUT_SECONDS
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 900  # bounds a TensorFlow process on a busy 2-core machine; idle, each run takes well under a minute
@@ -120,7 +121,8 @@ def test_two_workers_on_localhost_stay_in_sync_and_learn(tmp_path, symmetric_fol
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     workers = [
         subprocess.Popen(_cli(run_dir, symmetric_folder, steps, strategy="multiworker", checkpoint_every=6),
-                         cwd=REPO, env=_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
+                         cwd=REPO, env=_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+                                            TF_NUM_INTRAOP_THREADS="1"),  # two workers on two cores: one op thread each
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(2)
     ]
@@ -138,6 +140,7 @@ def test_two_workers_on_localhost_stay_in_sync_and_learn(tmp_path, symmetric_fol
     assert [r["step"] for r in train] == list(range(1, steps + 1))
     (split,) = _records(run_dir, "distribute")
     assert split["strategy"] == "CollectiveAllReduceStrategy" and split["replicas"] == 2  # MultiWorkerMirrored's class
+    assert split["heartbeat_timeout_s"] == HEARTBEAT_TIMEOUT_SECONDS  # a busy worker is not declared dead after 10 s
     assert split["local_replica_batches"] == [2] and split["global_batch"] == 4
     assert "[2]" in outputs[1] and "global batch 4" in outputs[1]  # the other worker ran its half too
     assert train[-1]["loss_per_exit"][-1] < train[0]["loss_per_exit"][-1]  # the same batch every step: it learned

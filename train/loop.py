@@ -30,6 +30,10 @@ from train.optim import make_optimizer
 
 
 STRATEGIES = ("auto", "mirrored", "multiworker")
+# TensorFlow's coordination service declares a worker dead after 10 s without a heartbeat; a worker
+# that shares a few busy CPU cores with its peers (or pauses in a long checkpoint write) can miss
+# that, and the whole run aborts. Two minutes still reports a crashed worker well within a step.
+HEARTBEAT_TIMEOUT_SECONDS = 120
 
 
 def make_strategy(name: str = "auto"):
@@ -43,13 +47,49 @@ def make_strategy(name: str = "auto"):
     import tensorflow as tf
 
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        _configure_coordination_service(resolver, HEARTBEAT_TIMEOUT_SECONDS)
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose from {STRATEGIES}")
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     return tf.distribute.MirroredStrategy([d.name for d in gpus or tf.config.list_logical_devices("CPU")])
+
+
+def _configure_coordination_service(resolver, heartbeat_timeout_s: float) -> None:
+    """Start the coordination service the way MultiWorkerMirroredStrategy would, with a longer
+    heartbeat timeout. The strategy only configures the service when nobody has yet, and offers
+    no argument for the timeout, so this sets it first (TensorFlow-internal API: if it moves, the
+    strategy's own 10 s default applies and a warning says so)."""
+    try:
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+        from tensorflow.python.distribute import multi_worker_util
+        from tensorflow.python.eager import context
+    except ImportError as error:  # pragma: no cover - depends on the TensorFlow build
+        print(f"warning: coordination service left at TensorFlow's defaults ({error})", flush=True)
+        return
+    spec = resolver.cluster_spec()
+    jobs = [job for job in ("chief", "worker") if job in spec.jobs]
+    if resolver.task_type not in jobs or context.context().coordination_service is not None:
+        return
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=multi_worker_util.coordination_leader(spec),
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job)) for job in jobs],
+        heartbeat_timeout_in_ms=int(heartbeat_timeout_s * 1000),
+    )
+
+
+def heartbeat_timeout_seconds() -> float | None:
+    """The coordination service's heartbeat timeout in this process; None without a service."""
+    try:
+        from tensorflow.python.eager import context
+    except ImportError:  # pragma: no cover
+        return None
+    config = context.context().coordination_service
+    return config.heartbeat_timeout_in_ms / 1000 if config is not None else None
 
 
 def is_chief(strategy) -> bool:
@@ -691,10 +731,12 @@ class Trainer:
         if not self._distribute_logged:
             self._distribute_logged = True
             local = [int(b) for b in replica_batches.numpy()]
+            heartbeat = heartbeat_timeout_seconds()
             self.log(f"{type(self.strategy).__name__}: {self.replicas} replicas, batches of this worker's "
                      f"replicas {local}, global batch {int(global_batch)}",
                      kind="distribute", strategy=type(self.strategy).__name__, replicas=self.replicas,
-                     local_replica_batches=local, global_batch=int(global_batch), step=step)
+                     local_replica_batches=local, global_batch=int(global_batch), step=step,
+                     **({"heartbeat_timeout_s": heartbeat} if heartbeat is not None else {}))
         return per_exit.numpy(), bool(stop)
 
     def _sync_weights(self):
