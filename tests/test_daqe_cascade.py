@@ -8,7 +8,7 @@ from daqe_tf.defocus.clusters import budget_cascade_thresholds, cascade_exits, o
 from daqe_tf.inference.routing import enhance_routed, run_patches
 from daqe_tf.inference.tiling import plan_tiles
 from daqe_tf.models import build_model
-from daqe_tf.models.daqe import CascadeReadout, cascade_readout_fit, shared_weights, with_routing
+from daqe_tf.models.daqe import CascadeReadout, cascade_gain, cascade_readout_fit, shared_weights, with_routing
 from daqe_tf.models.daqe.cascade_readout import patch_summary, qmap_summary
 from tests.test_train_daqe import TINY_DAQE, image_folder  # noqa: F401  (fixture)
 
@@ -61,14 +61,35 @@ def test_summaries_are_channel_means_and_mean_magnitudes():
     np.testing.assert_allclose(np.asarray(qmap_summary(qmap))[:, 0], qmap[..., 0].mean(axis=(1, 2)), rtol=1e-5)
 
 
-def test_fit_recovers_the_log_error_ratio_of_its_stage():
-    inputs = RNG.normal(size=(400, 4)) * [1, 5, 0.2, 2] + 1.0
-    value = 0.5 + 0.3 * inputs[:, 1] - 2.0 * inputs[:, 2]  # log(error deepest / error exit 1)
-    errors = np.column_stack([np.ones(400), np.exp(-value), np.ones(400)])
-    weights, bias = cascade_readout_fit(inputs, errors, stage=1, ridge=1e-4)
-    np.testing.assert_allclose(inputs @ weights + bias, value, atol=1e-3)
+def test_gain_is_the_error_the_deepest_exit_saves_in_units_of_the_images_mean_patch_error():
+    errors = np.array([[9.0, 5.0, 4.0], [3.0, 2.0, 2.0], [40.0, 30.0, 10.0], [20.0, 20.0, 10.0]])
+    groups = np.array([0, 0, 1, 1])
+    gain = cascade_gain(errors, 1, groups)
+    np.testing.assert_allclose(gain, [1.0 / 3.0, 0.0, 2.0, 1.0])  # image 0: mean deepest 3; image 1: 10
+    # Summed over an image and divided by its patch count: the fraction of its error sending all deep removes.
+    np.testing.assert_allclose(gain[2:].mean(), (errors[2:, 1].sum() - errors[2:, 2].sum()) / errors[2:, 2].sum())
+    np.testing.assert_allclose(cascade_gain(errors[:2], 0), [5.0 / 3.0, 1.0 / 3.0])  # no groups: one image
+
+
+def test_fit_ranks_patches_within_images_whatever_each_image_adds():
+    n, images = 600, 6
+    groups = np.repeat(np.arange(images), n // images)
+    inputs = RNG.normal(size=(n, 4)) * [1, 5, 0.2, 2] + 1.0
+    inputs[:, 3] = groups  # an image-wide input: constant within each image
+    gain = 0.5 + 0.3 * inputs[:, 1] - 2.0 * inputs[:, 2] + 1.5 * groups  # the gain each patch's image adds to
+    errors = np.column_stack([np.ones(n), 1.0 + gain - gain.min(), np.ones(n)])  # deepest error 1: gain in its units
+    weights, bias = cascade_readout_fit(inputs, errors, stage=1, ridge=1e-4, groups=groups)
+    score = inputs @ weights + bias
+    np.testing.assert_allclose(weights[:3], [0.0, -0.3, 2.0], atol=1e-3)  # the within-image slopes, sign: leave = high
+    assert abs(weights[3]) < 1e-6  # an image-wide input cannot rank patches within an image
+    for g in range(images):  # every image's patches ordered by how much they gain, offsets aside
+        inside = groups == g
+        centred = -cascade_gain(errors, 1, groups)[inside]
+        np.testing.assert_allclose(score[inside] - score[inside].mean(), centred - centred.mean(), atol=1e-3)
     with pytest.raises(ValueError, match="stage 2 out of range"):
         cascade_readout_fit(inputs, errors, stage=2)
+    with pytest.raises(ValueError, match="one group"):
+        cascade_readout_fit(inputs, errors, stage=1, groups=groups[:-1])
 
 
 def test_exit_is_the_first_positive_stage_else_the_deepest():

@@ -21,8 +21,9 @@ thresholds are fitted on its values. The defocus map is still predicted and show
 
 With ``--signal cascade`` (needs ``--budget``) nothing is decided up front: after each branch a
 ``CascadeReadout`` of the branches' pooled features says whether the patch leaves there
-(``DAQENet.cascade_stage``), so the defocus head does not run. Stage m is fitted to
-log(error deepest / error exit m); the per-stage thresholds minimise the error with every image's
+(``DAQENet.cascade_stage``), so the defocus head does not run. Stage m is fitted, within each
+image, to what the deepest exit saves the patch over exit m as a share of its image's error
+(``cascade_readout_fit``); the per-stage thresholds minimise the error with every image's
 errors divided by its all-deepest error, i.e. the mean per-image dB loss the benchmarks report
 (the pooled squared error of the other signals favours the textured images, whose errors are
 largest), and are folded into the readouts' biases. ``--max_cost C`` also caps every image: the
@@ -151,7 +152,8 @@ def fit_cascade(model, patches: dict, costs, budget: float, ridge: float, max_co
     from daqe_tf.models.daqe import cascade_readout_fit, with_routing
 
     stages = range(model.num_exits - 1)
-    fits = [cascade_readout_fit(stage_columns(model, m, patches["cascade_inputs"]), patches["errors"], m, ridge) for m in stages]
+    fits = [cascade_readout_fit(stage_columns(model, m, patches["cascade_inputs"]), patches["errors"], m, ridge, patches["image"])
+            for m in stages]
     scores = np.column_stack([stage_columns(model, m, patches["cascade_inputs"]) @ w + b for m, (w, b) in zip(stages, fits)])
     errors = per_image_errors(patches["errors"], patches["image"])
     cap = {"groups": patches["image"], "max_cost": max_cost}
@@ -280,7 +282,7 @@ def main(argv=None) -> int:
                         help="cascade: no image may spend more than this fraction of the deepest exit's cost "
                              "(the deepest exit goes to its neediest patches first); stored in the model")
     parser.add_argument("--ridge", type=float, default=None,
-                        help="ridge penalty of the readout fits (standardised inputs; default 3 readout, 30 cascade)")
+                        help="ridge penalty of the readout fits (standardised inputs; default 3 readout, 300 cascade)")
     args = parser.parse_args(argv)
 
     model = load_model(args.model)
@@ -292,7 +294,7 @@ def main(argv=None) -> int:
     images = load_images(paths, grayscale=model.image_channels == 1, min_size=16)
     qualities = [int(q) for q in args.qualities.split(",")]
     before = (model.routing, np.round(model.thresholds, 4).tolist())
-    ridge = args.ridge if args.ridge is not None else (30.0 if args.signal == "cascade" else 3.0)
+    ridge = args.ridge if args.ridge is not None else (300.0 if args.signal == "cascade" else 3.0)
     model = refit(model, images, qualities, args.signal, args.budget, ridge, args.max_cost)
     print(f"{len(images)} images x QF {qualities}: routing {before[0]} thresholds {before[1]} -> "
           f"{model.routing} thresholds {np.round(model.thresholds, 4).tolist()}")

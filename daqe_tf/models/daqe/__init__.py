@@ -1,6 +1,6 @@
 """DAQE: defocus-aware dynamic enhancement (defocus head, clusters, progressive branches)."""
 from daqe_tf.models.daqe.branches import DAQEBranch
-from daqe_tf.models.daqe.cascade_readout import CascadeReadout, cascade_readout_fit
+from daqe_tf.models.daqe.cascade_readout import CascadeReadout, cascade_gain, cascade_readout_fit
 from daqe_tf.models.daqe.clusters import (
     assign_clusters,
     assign_clusters_tensor,
@@ -20,6 +20,7 @@ __all__ = [
     "RoutingReadout",
     "assign_clusters",
     "assign_clusters_tensor",
+    "cascade_gain",
     "cascade_readout_fit",
     "defocus_cell_targets",
     "fit_thresholds",
