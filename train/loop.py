@@ -32,7 +32,7 @@ from train.optim import make_optimizer
 STRATEGIES = ("auto", "mirrored", "multiworker")
 # TensorFlow's coordination service declares a worker dead after 10 s without a heartbeat; a worker
 # that shares a few busy CPU cores with its peers (or pauses in a long checkpoint write) can miss
-# that, and the whole run aborts. Two minutes still reports a crashed worker well within a step.
+# that, and the whole run aborts. Two minutes still stops a run soon after a worker really fails.
 HEARTBEAT_TIMEOUT_SECONDS = 120
 
 

@@ -65,6 +65,11 @@ class CascadeReadout(layers.Layer):
         return (input_shape[0][0], 1)
 
 
+def _image_index(groups, count: int) -> np.ndarray:
+    """(count,) 0..K-1: which of K images each patch belongs to (``groups`` None: all one image)."""
+    return np.zeros(count, np.int64) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
+
+
 def cascade_gain(exit_errors: np.ndarray, stage: int, groups=None) -> np.ndarray:
     """(n,) what the deepest exit saves each patch over exit ``stage``, in units of its image's mean
     deepest-exit error per patch: summed over an image's patches and divided by their number, the
@@ -74,10 +79,9 @@ def cascade_gain(exit_errors: np.ndarray, stage: int, groups=None) -> np.ndarray
     (None: one image).
     """
     errors = np.asarray(exit_errors, np.float64)
-    groups = np.zeros(len(errors), np.int64) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
-    counts = np.bincount(groups)
-    mean_deepest = np.bincount(groups, weights=errors[:, -1]) / counts
-    return (errors[:, stage] - errors[:, -1]) / np.maximum(mean_deepest[groups], 1e-12)
+    index = _image_index(groups, len(errors))
+    mean_deepest = np.bincount(index, weights=errors[:, -1]) / np.bincount(index)
+    return (errors[:, stage] - errors[:, -1]) / np.maximum(mean_deepest[index], 1e-12)
 
 
 def cascade_readout_fit(inputs: np.ndarray, exit_errors: np.ndarray, stage: int, ridge: float = 300.0,
@@ -103,7 +107,7 @@ def cascade_readout_fit(inputs: np.ndarray, exit_errors: np.ndarray, stage: int,
     if groups is not None and len(groups) != len(inputs):
         raise ValueError("need one group (image) per patch")
     target = -cascade_gain(errors, stage, groups)
-    index = np.zeros(len(inputs), np.int64) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    index = _image_index(groups, len(inputs))
     counts = np.bincount(index)[:, None]
 
     def centred(values):
