@@ -10,6 +10,8 @@ TF = ["tensorflow>=2.21,<2.22", "keras>=3.15"]
 # The LiteRT path (daqe_tf.inference.litert_runner) needs only this on top of the base install.
 LITERT = ["ai-edge-litert>=2.3"]
 TRAIN = TF + ["absl-py>=2.1"]
+DEFAULT_STEMS = ["daqe_cnn_color_c4_cascade", "daqe_cnn_gray_g3_cascade"]
+WEIGHT_SUFFIXES = [".keras", ".tflite", ".tflite.json", ".md", ".config.json"]
 
 setup(
     name="daqe-tf",
@@ -18,8 +20,12 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["daqe_tf", "daqe_tf.*", "train", "train.*", "export", "export.*"]),
-    package_data={"daqe_tf": ["weights/*.keras", "weights/*.tflite", "weights/*.md", "weights/*.json"]},
+    # Only the library installs; train/, export/, benchmarks/ and tests/ run from a checkout
+    # (python -m train.main, python -m export.main), so no generic top-level names land in site-packages.
+    packages=find_packages(include=["daqe_tf", "daqe_tf.*"]),
+    # Only the shipped defaults (daqe_tf.inference.models.DEFAULT_MODELS): the Keras file, its
+    # float16 LiteRT export with metadata, the model card and the resolved training config.
+    package_data={"daqe_tf": [f"weights/{stem}{suffix}" for stem in DEFAULT_STEMS for suffix in WEIGHT_SUFFIXES]},
     install_requires=["numpy>=1.24", "pillow>=10.0", "tqdm>=4.60"],
     extras_require={
         "tf": TF,
