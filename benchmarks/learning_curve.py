@@ -1,6 +1,6 @@
 """Learning curve: PSNR of the deepest exit on an evaluation set against training hours.
 
-    python -m benchmarks.learning_curve daqe_tf/weights/daqe_cnn_color.keras runs/daqe_cnn_color_c1 \\
+    python -m benchmarks.learning_curve runs/first/final.keras runs/second \\
         [--set LIVE1_color] [--quality 10] [--data DIR] [--plot docs/learning_curve_color.png] [--max_images N]
 
 Why: the shipped weights are trained in runs that resume or start from the previous run's

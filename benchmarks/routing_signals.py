@@ -1,8 +1,11 @@
 """Which per-patch signal should pick a DAQE model's exits? Predicted defocus against a learned readout.
 
-    python -m benchmarks.routing_signals --model daqe_tf/weights/daqe_cnn_color.keras \\
+    python -m benchmarks.routing_signals --model MODEL.keras \\
         --train_data train/lists/train.txt --data_root ../shared/datasets [--set LIVE1_color] \\
         [--max_train_images 40] [--qualities 10,20,30,40] [--budgets 0.60,0.64] [--ridge 3]
+
+``MODEL`` is any DAQE model with a defocus head (the shipped defaults have one; their own routing
+is the cascade, which ``benchmarks.daqe_eval`` measures).
 
 Why: routing by defocus keeps less of the deepest exit's quality than the exits allow
 (``train.fit_thresholds`` prints an oracle that beats all-deepest at 0.64 of its cost). This

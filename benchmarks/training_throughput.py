@@ -3,8 +3,8 @@
     python -m benchmarks.training_throughput [--data FOLDER] [--steps 20] [--batch N] [--workers 1,2]
     KERAS_BACKEND=jax python -m benchmarks.training_throughput ...      # the JAX trainer
 
-For each model spec (default: the shipped models' training configs, and the DAQE default with the
-transformer texture) it builds the run's trainer (``train.loop.Trainer``, or
+For each model spec (default: the shipped defaults' training configs, the core QGA U-Net in colour
+and gray, and the DAQE default with the transformer texture) it builds the run's trainer (``train.loop.Trainer``, or
 ``train.jax_loop.JaxTrainer`` under JAX) and prints one Markdown row:
 
 - input: patches per second of the trainer's own input pipeline (the sampler with on-the-fly
@@ -33,11 +33,13 @@ import keras
 import numpy as np
 from PIL import Image
 
-DEFAULT_SPECS = [  # the shipped models' own training configs, and the transformer texture of the DAQE default
-    "daqe_tf/weights/daqe_cnn_color.config.json",
-    "daqe_tf/weights/daqe_cnn_gray.config.json",
-    "daqe_tf/weights/qga_unet_color.config.json",
-    "daqe_tf/weights/qga_unet_gray.config.json",
+_QGA_UNET = {"family": "qga_unet", "patch_size": 96, "batch_size": 16,
+             "model_config": {"widths": [48, 64, 96, 128], "encoder_blocks": [2, 2, 2], "decoder_blocks": [2, 1], "stem_stride": 2}}
+DEFAULT_SPECS = [  # the shipped defaults' own training configs, the core QGA U-Net, and the DAQE transformer texture
+    "daqe_tf/weights/daqe_cnn_color_c4_cascade.config.json",
+    "daqe_tf/weights/daqe_cnn_gray_g3_cascade.config.json",
+    json.dumps(_QGA_UNET),
+    json.dumps({**_QGA_UNET, "grayscale": True}),
     '{"family": "daqe", "patch_size": 128, "batch_size": 8, "model_config": {"patch_size": 128, "texture": "transformer"}}',
 ]
 

@@ -5,7 +5,7 @@ folds it into the one-channel architecture exactly, so grayscale training can be
 colour training ended instead of from scratch (``python -m train.main --grayscale
 --init_weights OUT --model_config`` with the colour model's architecture).
 
-    python -m train.gray_from_color --model daqe_tf/weights/daqe_cnn_color_c4.keras --out runs/gray_init.keras
+    python -m train.gray_from_color --model COLOR.keras --out runs/gray_init.keras
 """
 from __future__ import annotations
 
