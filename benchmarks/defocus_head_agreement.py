@@ -22,12 +22,12 @@ import numpy as np
 
 from benchmarks.stats import spearman
 from daqe_tf.defocus import DefocusLabelCache
+from daqe_tf.defocus.clusters import fit_thresholds
 from daqe_tf.inference.models import load_model
 from daqe_tf.inference.pipeline import jpeg_evidence, window_qmaps
 from daqe_tf.inference.routing import is_defocus_aware, predict_defocus
 from daqe_tf.io import load_image
 from daqe_tf.jpeg.simulate import compress
-from daqe_tf.defocus.clusters import fit_thresholds
 from daqe_tf.models.daqe import assign_clusters, defocus_cell_targets, patch_defocus_from_map
 
 CELL = 16
@@ -92,7 +92,8 @@ def main(argv=None) -> int:
     for q in (int(q) for q in args.qualities.split(",")):
         a = agreement(model, images, q, cache)
         chosen = a["clusters_from"]
-        print(f"| {q} | {a['median']:.3f} / {a['mean']:.3f} | {a['pooled']:.3f} | {a['mae']:.3f} | {100 * a['cluster_agreement']:.0f}% | {a['patches']} |")
+        print(f"| {q} | {a['median']:.3f} / {a['mean']:.3f} | {a['pooled']:.3f} | {a['mae']:.3f} "
+              f"| {100 * a['cluster_agreement']:.0f}% | {a['patches']} |")
     print(f"same cluster: clusters of the patch defocus by {chosen}")
     return 0
 

@@ -98,7 +98,7 @@ def draw_plot(results: dict, qualities, path: Path) -> None:
         left, top = k * panel_w + margin, 40
         width, height = panel_w - margin - 16, panel_h - 70
 
-        def to_px(x, y):
+        def to_px(x, y, left=left, top=top, width=width, height=height):  # this panel's box
             px = left + np.clip(x / x_max, 0, 1) * width
             py = top + (1 - np.clip((y - y_min) / (y_max - y_min), 0, 1)) * height
             return px, py

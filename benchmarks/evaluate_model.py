@@ -88,7 +88,8 @@ def main(argv=None) -> int:
         rows.append((name, "JPEG", {q: (m.psnr, m.ssim, m.psnr_b) for q, m in jpeg.items()}, ""))
         for exit_index in exits:
             timer = {"seconds": 0.0, "megapixels": 0.0}
-            ours = evaluate_folder(f"{data}/{name}", qualities, make_enhancer(model, exit_index, timer), on=space, grayscale=grayscale, progress=False)
+            ours = evaluate_folder(f"{data}/{name}", qualities, make_enhancer(model, exit_index, timer), on=space,
+                                   grayscale=grayscale, progress=False)
             speed = timer["seconds"] / timer["megapixels"]
             rows.append((name, f"ours, exit {exit_index}", {q: (m.psnr, m.ssim, m.psnr_b) for q, m in ours.items()}, f"{speed:.2f}"))
             raw[f"{name}/exit{exit_index}"] = {"metrics": {q: vars(m) for q, m in ours.items()}, "seconds_per_mp": speed}

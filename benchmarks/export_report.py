@@ -88,7 +88,7 @@ def latency_rows(path: Path, tile: int, repeats: int) -> list[tuple[str, float, 
         inputs = signature_inputs(meta, key, tile)
         megapixels = inputs["image"].shape[0] * inputs["image"].shape[1] * inputs["image"].shape[2] / 1e6
         times: dict = {1: [], 2: []}
-        for threads, runner in runners.items():
+        for runner in runners.values():
             runner.run(key, inputs)  # warm-up: allocation and XNNPACK set-up
         for _ in range(repeats):
             for threads, runner in runners.items():
@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="+", help=".keras files")
     parser.add_argument("--data", default=None, help="evaluation folder holding LIVE1_color / LIVE1_gray")
     parser.add_argument("--limit", type=int, default=None, help="only the first N evaluation images")
-    parser.add_argument("--exit", type=int, default=None, help="exit scored in the PSNR table (default: DAQE routes by its routing, QGAUNet the deepest)")
+    parser.add_argument("--exit", type=int, default=None,
+                        help="exit scored in the PSNR table (default: DAQE routes by its routing, QGAUNet the deepest)")
     parser.add_argument("--representative", default=str(ROOT / "train" / "lists" / "train.txt"), help="int8 calibration images")
     parser.add_argument("--data_root", default=str(ROOT.parent / "shared" / "datasets"), help="root of a list file's paths")
     parser.add_argument("--calibration_samples", type=int, default=32)

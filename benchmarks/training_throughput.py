@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 from PIL import Image
 
 _QGA_UNET = {"family": "qga_unet", "patch_size": 96, "batch_size": 16,

@@ -7,8 +7,8 @@ original. Per-image metrics are averaged over the folder.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image

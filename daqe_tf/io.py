@@ -16,9 +16,9 @@ import os
 import secrets
 import threading
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Union
 
 import numpy as np
 from PIL import Image, ImageFile, JpegImagePlugin, UnidentifiedImageError
@@ -46,7 +46,7 @@ _HIGH_DEPTH_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 _ACCEPTED_MODES = frozenset({"1", "L", "P", "RGB"})
 _truncation_lock = threading.Lock()
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".webp"})
@@ -287,13 +287,13 @@ def reset_exif_orientation(exif: bytes) -> bytes:
 
 def save_image(
     pixels: np.ndarray,
-    path: Union[str, os.PathLike],
+    path: str | os.PathLike,
     *,
     fmt: str | None = None,
     quality: int = 95,
     exif: bytes | None = None,
     icc_profile: bytes | None = None,
-    source_paths: Iterable[Union[str, os.PathLike]] = (),
+    source_paths: Iterable[str | os.PathLike] = (),
 ) -> Path:
     """Write uint8 HxW or HxWx3 pixels atomically; never over one of ``source_paths``.
 

@@ -33,8 +33,8 @@ def main(argv=None) -> int:
 
     import keras
 
-    from daqe_tf.complexity import macs_per_pixel
     import daqe_tf.models  # noqa: F401
+    from daqe_tf.complexity import macs_per_pixel
 
     weights = ROOT / "daqe_tf" / "weights"
     weights.mkdir(exist_ok=True)
@@ -62,9 +62,11 @@ def main(argv=None) -> int:
     macs = [macs_per_pixel(model, k, size=256) for k in range(model.num_exits)]
     size_mb = (weights / f"{args.name}.keras").stat().st_size / 1e6
     commands = "\n".join(args.command) or "(not recorded)"
+    texture = f" ({model.texture} texture)" if hasattr(model, "texture") else ""
+    channels = "grayscale (Y)" if model.image_channels == 1 else "RGB"
     card = f"""# {args.name}
 
-{type(model).__name__}{f" ({model.texture} texture)" if hasattr(model, "texture") else ""}, {'grayscale (Y)' if model.image_channels == 1 else 'RGB'}, {model.count_params():,} parameters, {size_mb:.1f} MB file.
+{type(model).__name__}{texture}, {channels}, {model.count_params():,} parameters, {size_mb:.1f} MB file.
 Model config: `{json.dumps({k: v for k, v in model.get_config().items() if k not in ('name', 'trainable', 'dtype')})}`
 
 MACs per pixel by exit (convolutions, 256×256 input): {', '.join(f'exit {k}: {m / 1e3:.1f} k' for k, m in enumerate(macs))}.

@@ -58,7 +58,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         data = dict(data)
         data["degradation"] = DegradationConfig(**data.get("degradation", {}))
         for key in ("exit_weights", "train_layers", "eval_qualities"):

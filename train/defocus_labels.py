@@ -9,7 +9,7 @@ stays on its pixels.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

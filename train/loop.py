@@ -28,7 +28,6 @@ from train.data import ClusterPairSampler, PairSampler, list_images, load_images
 from train.losses import adversarial_losses, step_loss, weighted_exits
 from train.optim import make_optimizer
 
-
 STRATEGIES = ("auto", "mirrored", "multiworker")
 # TensorFlow's coordination service declares a worker dead after 10 s without a heartbeat; a worker
 # that shares a few busy CPU cores with its peers (or pauses in a long checkpoint write) can miss
@@ -364,7 +363,8 @@ class Trainer:
         cfg, model = self.cfg, self.model
         if model.routing != "defocus":
             raise ValueError(f'model_config routing {model.routing!r}: train with routing "defocus" (the pseudo labels '
-                             "cluster the crops by defocus) and fit a readout or cascade afterwards with train.fit_thresholds --signal readout|cascade")
+                             "cluster the crops by defocus) and fit a readout or cascade afterwards with "
+                             "train.fit_thresholds --signal readout|cascade")
         if cfg.patch_size != model.patch_size:
             raise ValueError(f"--patch_size {cfg.patch_size} must equal the DAQE model's patch_size "
                              f"{model.patch_size}: the training crops are the patches that clusters route")
@@ -624,8 +624,9 @@ class Trainer:
         per-exit and extra terms since the last one, learning rate, elapsed time) every
         ``log_every`` steps, validation every ``eval_every`` steps with ``best.keras`` on a new
         best, ``snapshots/step_NNNNNN.keras`` every ``snapshot_every`` steps, a checkpoint every
-        ``checkpoint_every`` steps and at the end, ``final.keras`` and the ``final`` record with the weights digest. Only the chief validates and writes; every
-        worker takes the same steps and leaves together when any worker's step reports a stop.
+        ``checkpoint_every`` steps and at the end, ``final.keras`` and the ``final`` record with the weights
+        digest. Only the chief validates and writes; every worker takes the same steps and leaves
+        together when any worker's step reports a stop.
         A step the optimizer did not count (the loss scaler skipped it) is taken again.
 
         The backend hooks: ``_begin_run`` and ``_end_run`` around the loop, ``_run_step`` for one

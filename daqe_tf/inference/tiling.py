@@ -11,7 +11,7 @@ the input, the output and one band, whatever the image size.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
