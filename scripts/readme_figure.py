@@ -6,6 +6,7 @@ Compresses ``daqe_tf.sample.make_sample_image()`` as a JPEG at ``--quality``, en
 shipped default (or ``--model``), and writes a crop of JPEG | enhanced | original, each enlarged 2x
 (nearest neighbour, so the 8x8 blocks stay visible), with the whole image's PSNR against the original in each label.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -90,7 +90,7 @@ the shipped file is {f"`{args.model.name}`, derived from the run's weights" if a
 |---|---|{'---|' * len(config['eval_qualities'])}
 {curve}
 
-Benchmark numbers on the evaluation sets: see docs/results.md (`python -m benchmarks.{"daqe_eval" if hasattr(model, "thresholds") else "evaluate_model"}`).
+Evaluation-set results: docs/results.md (`python -m benchmarks.{"daqe_eval" if hasattr(model, "thresholds") else "evaluate_model"}`).
 """
     (weights / f"{args.name}.md").write_text(card)
     print(card)
