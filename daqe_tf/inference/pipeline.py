@@ -2,10 +2,11 @@
 
 ``enhance`` is the one call behind the Python API and the CLI, for both model families:
 QGAUNet runs tiles through one exit, DAQE models route patches to exits by predicted
-defocus (``daqe_tf.inference.routing``). The JPEG's own
-tables drive the Q-map; pixels without a JPEG file get a blind estimate (and
-the result says so). Work happens in the stored orientation, where the block
-grid is, and EXIF orientation is applied to the result.
+defocus (``daqe_tf.inference.routing``). The compression that dominates the pixels drives
+the Q-map: the file's own tables, or an earlier, coarser compression its pixels still show
+(``daqe_tf.jpeg.history``), moved to the origin when its grid is shifted; the caller may set
+the quality instead, and the result says which. Work happens in the stored orientation,
+where the block grid is, and EXIF orientation is applied to the result.
 """
 from __future__ import annotations
 
@@ -18,29 +19,34 @@ import numpy as np
 from daqe_tf.inference.routing import Routing, enhance_routed, is_defocus_aware
 from daqe_tf.inference.tiling import Tile, enhance_tiled
 from daqe_tf.io import ImageInputError, LoadedImage, apply_orientation, load_image
-from daqe_tf.jpeg.blind import estimate_quality_from_pixels
+from daqe_tf.jpeg.history import CompressionHistory, compression_for_quality, estimate_history, file_compression
 from daqe_tf.jpeg.qmap import qmap_from_tables
 from daqe_tf.jpeg.simulate import SUBSAMPLING_FACTORS
-from daqe_tf.jpeg.tables import estimate_quality
 
 
 @dataclasses.dataclass(frozen=True)
 class JpegEvidence:
-    """The compression the enhancer assumed, and where that knowledge came from."""
+    """The compression the enhancer assumes, and where that knowledge came from.
+
+    ``grid`` = (y, x) of a block corner of the assumed compression (``Compression.grid``): (0, 0)
+    for the file's own tables, elsewhere when an earlier compression on a shifted grid dominates.
+    ``history`` is what the pixels told (None when the caller set the quality).
+    """
 
     luma_table: np.ndarray
     chroma_table: np.ndarray | None
     subsampling: str
     quality: int
-    source: str  # "jpeg-standard", "jpeg-custom", "blind", "blind-fallback"
+    source: str  # "jpeg-standard", "jpeg-custom", "history", "blind", "blind-fallback", "override"
+    grid: tuple[int, int] = (0, 0)
+    history: CompressionHistory | None = None
 
     def describe(self) -> str:
-        return {
-            "jpeg-standard": f"JPEG tables (standard, QF {self.quality})",
-            "jpeg-custom": f"JPEG tables (custom, nearest QF {self.quality})",
-            "blind": f"not a JPEG file: blind estimate QF {self.quality} from the pixels",
-            "blind-fallback": f"not a JPEG file and no JPEG trace found: assumed QF {self.quality}",
-        }[self.source]
+        if self.source == "override":
+            return f"QF {self.quality} as set by the caller"
+        if self.source == "blind-fallback":
+            return f"not a JPEG file and no JPEG trace found: assumed QF {self.quality}"
+        return self.history.describe() if self.history is not None else f"QF {self.quality}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,23 +61,41 @@ class EnhanceResult:
         return self.routing.describe() if self.routing is not None else f"exit {self.exit_index}"
 
 
-def jpeg_evidence(loaded: LoadedImage) -> JpegEvidence:
-    """The tables and subsampling to build the Q-map from."""
+BLIND_FALLBACK_QUALITY = 75
+
+
+def jpeg_evidence(loaded: LoadedImage, quality: int | None = None) -> JpegEvidence:
+    """The compression to build the Q-map from: the one that dominates the pixels.
+
+    A JPEG file's own tables, unless its pixels show an earlier, coarser compression (on any
+    grid: ``daqe_tf.jpeg.history``); pixels without a JPEG file get the compression found in
+    them, or QF 75 when none is. ``quality`` overrides all of it (the standard tables at that
+    quality on the file's grid).
+    """
     header = loaded.jpeg
+    grayscale = loaded.is_grayscale
+    subsampling = "gray" if grayscale else "4:2:0"
     if header is not None:
         subsampling = header.subsampling
         if subsampling not in SUBSAMPLING_FACTORS:
             raise ImageInputError(f"{loaded.name or 'input'}: unsupported chroma subsampling {subsampling}")
-        quality, exact = estimate_quality(header.luma_table, header.chroma_table)
-        return JpegEvidence(header.luma_table, header.chroma_table, subsampling, quality, "jpeg-standard" if exact else "jpeg-custom")
-    blind = estimate_quality_from_pixels(loaded.pixels)
-    return JpegEvidence(
-        blind.luma_table,
-        blind.chroma_table,
-        "gray" if loaded.is_grayscale else "4:2:0",
-        blind.quality,
-        "blind" if blind.fits else "blind-fallback",
-    )
+    if quality is not None:
+        assumed = compression_for_quality(quality, grayscale, subsampling if not grayscale else "4:2:0")
+        return JpegEvidence(assumed.luma_table, assumed.chroma_table, assumed.subsampling, assumed.quality, "override")
+    last = None if header is None else file_compression(header.luma_table, header.chroma_table, subsampling)
+    history = estimate_history(loaded.pixels, last)
+    if history.earlier is not None:
+        used, source = history.earlier, "history" if last is not None else "blind"
+    elif last is not None:
+        used, source = last, "jpeg-standard" if last.standard else "jpeg-custom"
+    else:
+        used = compression_for_quality(BLIND_FALLBACK_QUALITY, grayscale)
+        source = "blind-fallback"
+    chroma = None if grayscale else used.chroma_table
+    if chroma is None and not grayscale:  # a gray JPEG trace in colour pixels
+        chroma = used.luma_table
+    return JpegEvidence(used.luma_table, chroma, "gray" if grayscale else used.subsampling, used.quality, source,
+                        used.grid, history)
 
 
 # BT.601 full-range YCbCr, the colour space inside JPEG files.
@@ -165,7 +189,9 @@ def window_qmaps(evidence: JpegEvidence, image_channels: int) -> Callable[[int, 
         chroma, subsampling = evidence.luma_table, "4:4:4"  # gray content through a colour model
     if image_channels == 1:
         chroma, subsampling = None, "gray"
-    return lambda height, width, origin: qmap_from_tables(evidence.luma_table, chroma, height, width, subsampling, origin=origin)
+    gy, gx = evidence.grid
+    return lambda height, width, origin: qmap_from_tables(
+        evidence.luma_table, chroma, height, width, subsampling, origin=(origin[0] - gy, origin[1] - gx))
 
 
 def _model_runner(model, evidence: JpegEvidence, exit_index: int, image_channels: int) -> Callable:
@@ -197,8 +223,9 @@ def enhance_pixels(
     A grayscale model on colour pixels enhances luma and keeps chroma; a colour
     model on grayscale pixels runs on the replicated channel and returns gray.
     ``exit_index=None``: DAQE models route each patch by defocus, QGAUNet takes its deepest exit.
+    The evidence's block grid is put at the origin first (``enhance_evidence``).
     """
-    return _enhance(pixels, model, evidence, exit_index, tile, overlap, progress)[0]
+    return enhance_evidence(pixels, model, evidence, exit_index, tile, overlap, progress)[0]
 
 
 def _enhance(pixels, model, evidence, exit_index, tile, overlap, progress, defocus_map=False) -> tuple[np.ndarray, Routing | None]:
@@ -221,11 +248,52 @@ def _enhance(pixels, model, evidence, exit_index, tile, overlap, progress, defoc
     return enhance_tiled(pixels, run, tile=tile, overlap=overlap, align=16, progress=progress), None
 
 
+def blend_strength(original: np.ndarray, enhanced: np.ndarray, strength: float) -> np.ndarray:
+    """``original + strength * (enhanced - original)`` in uint8: 0 keeps the input, 1 is the model's
+    output, values above 1 exaggerate the correction (clipped to 0..255)."""
+    if strength == 1.0:
+        return enhanced
+    mixed = original.astype(np.float32) + np.float32(strength) * (enhanced.astype(np.float32) - original.astype(np.float32))
+    return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+
+
+def check_strength(strength: float) -> float:
+    strength = float(strength)
+    if not 0.0 <= strength <= MAX_STRENGTH:
+        raise ValueError(f"strength must be in 0..{MAX_STRENGTH:g}, got {strength:g}")
+    return strength
+
+
+MAX_STRENGTH = 2.0
+
+
+def enhance_evidence(pixels, model, evidence: JpegEvidence, exit_index, tile=512, overlap=32, progress=None,
+                     defocus_map=False) -> tuple[np.ndarray, Routing | None]:
+    """``_enhance`` with the assumed compression's block grid moved to the origin.
+
+    The models learnt JPEG damage on blocks that start at the image's origin; an earlier
+    compression on a shifted grid is shown to them the same way by padding (edge pixels) above
+    and left, and the padding is cut off again. Returns pixels of the input's shape.
+    """
+    gy, gx = evidence.grid
+    if (gy, gx) == (0, 0):
+        return _enhance(pixels, model, evidence, exit_index, tile, overlap, progress, defocus_map)
+    py, px = (-gy) % 8, (-gx) % 8
+    padded = np.pad(pixels, ((py, 0), (px, 0)) + ((0, 0),) * (pixels.ndim - 2), mode="edge")
+    aligned = dataclasses.replace(evidence, grid=(0, 0))
+    out, routing = _enhance(padded, model, aligned, exit_index, tile, overlap, progress, defocus_map)
+    if routing is not None:
+        routing = dataclasses.replace(routing, offset=(py, px))
+    return np.ascontiguousarray(out[py:, px:]), routing
+
+
 def enhance(
     source,
     model=None,
     *,
     exit_index: int | None = None,
+    quality: int | None = None,
+    strength: float = 1.0,
     tile: int = 512,
     overlap: int = 32,
     progress: Callable[[int], None] | None = None,
@@ -237,18 +305,26 @@ def enhance(
     for the shipped default matching the image (grayscale stays grayscale). ``exit_index``
     picks speed (0) versus quality (-1, the deepest exit); None (default) lets a DAQE model
     pick an exit per patch by defocus (``result.routing`` says which) and means -1 otherwise.
+    ``quality``: assume this JPEG quality (standard tables, the file's grid) instead of the
+    compression history read from the file and its pixels (``result.evidence`` says what was
+    assumed). ``strength``: 0 returns the input, 1 the model's output, up to 2 exaggerates it.
     ``tile``: tile side for QGAUNet, defocus-window side for DAQE models. ``defocus_map``: also
     run the defocus head for ``result.routing.defocus`` where routing does not need it (a cascade).
     """
     from daqe_tf.inference.models import load_model
 
+    strength = check_strength(strength)
     loaded = load_image(source)
     if model is None or isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         model = load_model(model, grayscale=loaded.is_grayscale)
-    evidence = jpeg_evidence(loaded)
+    evidence = jpeg_evidence(loaded, quality)
     if exit_index is not None:
         exit_index = exit_index % model.num_exits
     elif not is_defocus_aware(model):
         exit_index = model.num_exits - 1
-    pixels, routing = _enhance(loaded.pixels, model, evidence, exit_index, tile, overlap, progress, defocus_map)
+    if strength == 0.0:
+        pixels, routing = loaded.pixels, None
+    else:
+        pixels, routing = enhance_evidence(loaded.pixels, model, evidence, exit_index, tile, overlap, progress, defocus_map)
+        pixels = blend_strength(loaded.pixels, pixels, strength)
     return EnhanceResult(apply_orientation(pixels, loaded.orientation), evidence, exit_index, loaded, routing)

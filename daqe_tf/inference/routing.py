@@ -62,6 +62,9 @@ class Routing:
     num_exits: int
     defocus: np.ndarray | None  # predicted log1p(sigma) per 16-px cell; None unless the head ran
     signal: str = "defocus"  # what chose the exits: the model's routing, or "forced"
+    # Rows and columns padded above and left of the image before routing (to put the dominant
+    # compression's block grid at the origin): height, width and patches are of the padded frame.
+    offset: tuple[int, int] = (0, 0)
 
     def exit_counts(self) -> np.ndarray:
         """Patches per exit."""
@@ -328,7 +331,7 @@ def defocus_image(routing: Routing) -> np.ndarray:
     if routing.defocus is None:
         raise ValueError("no defocus map: the head did not run (an exit was forced, or a cascade routed without defocus_map)")
     cells = to_uint8(np.clip(routing.defocus / MAX_LOG_SIGMA, 0.0, 1.0))
-    return _cells_to_pixels(cells, routing.height, routing.width)
+    return _cells_to_pixels(cells, routing)
 
 
 def exit_colours(num_exits: int) -> np.ndarray:
@@ -343,9 +346,11 @@ def exit_colours(num_exits: int) -> np.ndarray:
 def exit_overlay(routing: Routing, pixels: np.ndarray) -> np.ndarray:
     """uint8 HxWx3: the (gray) image half-covered by each 16-px cell's exit colour (``exit_colours``)."""
     gray = pixels.astype(np.float32) if pixels.ndim == 2 else pixels.astype(np.float32).mean(axis=2)
-    colours = exit_colours(routing.num_exits)[_cells_to_pixels(routing.exit_cells(), routing.height, routing.width)]
+    colours = exit_colours(routing.num_exits)[_cells_to_pixels(routing.exit_cells(), routing)]
     return np.round(0.5 * gray[..., None] + 0.5 * colours).astype(np.uint8)
 
 
-def _cells_to_pixels(cells: np.ndarray, height: int, width: int) -> np.ndarray:
-    return np.repeat(np.repeat(cells, CELL, axis=0), CELL, axis=1)[:height, :width]
+def _cells_to_pixels(cells: np.ndarray, routing: Routing) -> np.ndarray:
+    """Per-cell values as pixels of the image (the padded frame's ``offset`` cut away)."""
+    oy, ox = routing.offset
+    return np.repeat(np.repeat(cells, CELL, axis=0), CELL, axis=1)[oy : routing.height, ox : routing.width]
