@@ -1,13 +1,8 @@
-"""Tiny models exported once per test session, shared by tests/test_export.py and
-tests/test_litert_runner.py (a conversion costs seconds; the models and inputs are tiny)."""
+"""The tiny models that export tests convert (the ``exported`` fixture in tests/conftest.py
+exports each once per session), and JPEG inputs for them."""
 from __future__ import annotations
 
-import functools
-import tempfile
-from pathlib import Path
-
 import numpy as np
-from PIL import Image
 
 from daqe_tf.jpeg.qmap import qmap_from_tables
 from daqe_tf.jpeg.simulate import compress
@@ -26,7 +21,6 @@ CASES = {
     "daqe_transformer": ("float32", "int8"),
     "daqe_cascade": ("float32", "int8"),
 }
-_DIR = tempfile.TemporaryDirectory(prefix="daqe_export_tests_")
 
 
 def build_case(case: str):
@@ -60,30 +54,6 @@ def build_case(case: str):
         middle = float(np.median(np.asarray(probe.cascade_stage(inputs, 0)[2])))
         model = with_routing(model, "cascade", [0.0], [(weights, -middle)])
     return model
-
-
-@functools.lru_cache(maxsize=None)
-def representative_images() -> tuple[str, ...]:
-    """A few synthetic 'training' images (never files from the shared datasets)."""
-    folder = Path(_DIR.name) / "train"
-    folder.mkdir(exist_ok=True)
-    paths = []
-    for seed in range(4):
-        path = folder / f"train{seed}.png"
-        Image.fromarray(natural_image(80, 96, 3, seed=10 + seed)).save(path)
-        paths.append(str(path))
-    return tuple(paths)
-
-
-@functools.lru_cache(maxsize=None)
-def exported(case: str):
-    """``(keras_model, {variant: tflite_path})`` for ``case``, exported once per session."""
-    from export.converter import export_tflite
-
-    model = build_case(case)
-    outputs = {variant: Path(_DIR.name) / f"{case}_{variant}.tflite" for variant in CASES[case]}
-    export_tflite(model, outputs, tile=TILE, representative_images=representative_images(), calibration_samples=4)
-    return model, outputs
 
 
 def jpeg_inputs(batch: int, height: int, width: int, channels: int, quality: int = 20, seed: int = 0) -> dict:

@@ -23,7 +23,24 @@ def natural_image(height: int, width: int, channels: int = 3, seed: int = 0) -> 
 
 
 TINY_MODEL_CONFIG = {"widths": [8, 8, 8, 8], "encoder_blocks": [1, 1, 1], "decoder_blocks": [1, 1], "stem_stride": 2}
+# A tiny DAQENet (3 exits, 32-px routing patches, 16-px defocus cells) for training and routing tests.
+TINY_DAQE_CONFIG = {
+    "widths": [4, 4, 8, 8], "encoder_blocks": [1, 1, 1], "bottleneck_blocks": [1, 1, 1], "decoder_blocks": [1, 0, 0],
+    "patch_size": 32, "key_dim": 4, "defocus_widths": [4, 4, 4, 4], "defocus_blocks": [1, 1, 1, 1],
+}
 
+
+def daqe_train_config(run_dir, image_folder, steps: int, **overrides):
+    """A ``TrainConfig`` for a few steps of ``TINY_DAQE_CONFIG`` on ``image_folder`` (train and validation)."""
+    from train.config import TrainConfig
+
+    settings = dict(
+        run_dir=str(run_dir), train_data=str(image_folder), val_data=str(image_folder), family="daqe",
+        model_config=dict(TINY_DAQE_CONFIG), steps=steps, batch_size=2, patch_size=32, warmup_steps=1,
+        log_every=2, checkpoint_every=4, eval_every=4, eval_crop=64, eval_images=1, eval_qualities=(10,),
+        label_cache_dir=str(run_dir.parent / "labels"),
+    )
+    return TrainConfig(**{**settings, **overrides})
 
 
 def write_image_folder(folder, count: int, height: int, width: int, first_seed: int = 0):
@@ -31,6 +48,7 @@ def write_image_folder(folder, count: int, height: int, width: int, first_seed: 
     for i in range(count):
         Image.fromarray(natural_image(height, width, seed=first_seed + i)).save(folder / f"img{i}.png")
     return folder
+
 
 def tiny_model(image_channels: int = 3, seed: int = 0):
     import keras

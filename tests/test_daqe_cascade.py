@@ -10,7 +10,7 @@ from daqe_tf.inference.tiling import plan_tiles
 from daqe_tf.models import build_model
 from daqe_tf.models.daqe import CascadeReadout, cascade_gain, cascade_readout_fit, shared_weights, with_routing
 from daqe_tf.models.daqe.cascade_readout import patch_summary, qmap_summary
-from tests.test_train_daqe import TINY_DAQE, image_folder  # noqa: F401  (fixture)
+from tests.helpers import TINY_DAQE_CONFIG
 
 RNG = np.random.default_rng(21)
 
@@ -18,7 +18,7 @@ RNG = np.random.default_rng(21)
 def _model(seed=0):
     """A tiny DAQENet whose exits differ (random heads), so routing changes the output."""
     keras.utils.set_random_seed(seed)
-    model = build_model("daqe", 3, **TINY_DAQE)
+    model = build_model("daqe", 3, **TINY_DAQE_CONFIG)
     rng = np.random.default_rng(seed)
     for head in model.heads:
         head.kernel.assign(rng.normal(0, 0.1, head.kernel.shape).astype("float32"))
@@ -182,7 +182,7 @@ def test_mixed_cascade_routes_by_the_stage_scores_and_survives_a_safe_reload(tmp
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_fit_tool_builds_a_cascade_within_the_budget(tmp_path, image_folder, capsys):  # noqa: F811
+def test_fit_tool_builds_a_cascade_within_the_budget(tmp_path, daqe_image_folder, capsys):
     from daqe_tf.complexity import count_macs
     from daqe_tf.inference.pipeline import enhance
     from daqe_tf.jpeg.simulate import compress
@@ -191,7 +191,7 @@ def test_fit_tool_builds_a_cascade_within_the_budget(tmp_path, image_folder, cap
 
     model = _model(seed=3)
     model.save(tmp_path / "trained.keras")
-    argv = ["--model", str(tmp_path / "trained.keras"), "--train_data", str(image_folder),
+    argv = ["--model", str(tmp_path / "trained.keras"), "--train_data", str(daqe_image_folder),
             "--out", str(tmp_path / "cascade.keras"), "--qualities", "10,40", "--budget", "0.7", "--signal", "cascade",
             "--max_cost", "0.75"]
     assert main(argv) == 0
@@ -203,7 +203,7 @@ def test_fit_tool_builds_a_cascade_within_the_budget(tmp_path, image_folder, cap
     assert any(np.abs(np.asarray(r.kernel)).sum() > 0 for r in routed.cascade_readouts)
     costs = np.array([count_macs(routed, routed.patch_size, routed.patch_size, k) for k in range(3)])
     exits = []
-    for image in load_images(list_images(str(image_folder)), grayscale=False, min_size=16):
+    for image in load_images(list_images(str(daqe_image_folder)), grayscale=False, min_size=16):
         for q in (10, 40):
             exits.append(enhance(compress(image, q).data, routed).routing.exits)
             assert costs[exits[-1]].mean() <= 0.75 * costs[-1] + 1e-6  # the cap, image by image

@@ -4,8 +4,7 @@ import numpy as np
 
 from benchmarks import daqe_eval
 from daqe_tf.models import build_model
-from tests.helpers import markdown_table, tiny_model, write_image_folder
-from tests.test_routing import TINY
+from tests.helpers import TINY_DAQE_CONFIG, markdown_table, tiny_model, write_image_folder
 
 
 def test_daqe_eval_scores_every_mode_and_checks_the_targets(tmp_path, capsys):
@@ -13,7 +12,7 @@ def test_daqe_eval_scores_every_mode_and_checks_the_targets(tmp_path, capsys):
     (data / "LIVE1_color").mkdir(parents=True)
     write_image_folder(data / "LIVE1_color", 2, 80, 96)
     keras.utils.set_random_seed(0)
-    daqe = build_model("daqe", 3, **TINY)
+    daqe = build_model("daqe", 3, **TINY_DAQE_CONFIG)
     for head, offset in zip(daqe.heads, (-0.02, 0.0, 0.02)):
         head.bias.assign(np.full(head.bias.shape, offset, "float32"))
     paths = [tmp_path / "daqe.keras", tmp_path / "core.keras"]

@@ -14,7 +14,7 @@ from daqe_tf.models.daqe import (
     with_routing,
 )
 from daqe_tf.models.daqe.routing_readout import readout_inputs
-from tests.test_train_daqe import TINY_DAQE, _config, image_folder  # noqa: F401  (fixture)
+from tests.helpers import TINY_DAQE_CONFIG, daqe_train_config
 
 RNG = np.random.default_rng(11)
 
@@ -27,7 +27,7 @@ def _inputs(batch=2, height=48, width=64):
 def _readout_model(seed=0):
     """A tiny DAQENet with a random (non-zero) readout, and the defocus-routed model it came from."""
     keras.utils.set_random_seed(seed)
-    model = build_model("daqe", 3, **TINY_DAQE)
+    model = build_model("daqe", 3, **TINY_DAQE_CONFIG)
     features = model.defocus_widths[-1] + 1
     readout = (RNG.normal(0, 1, features), 0.3)
     return with_routing(model, "readout", [-0.5, 0.5], readout), model, readout
@@ -97,33 +97,33 @@ def test_readout_model_keeps_every_other_weight_and_routes_by_the_readout(tmp_pa
 
 
 def test_routing_needs_a_readout_exactly_when_it_is_readout():
-    model = build_model("daqe", 3, **TINY_DAQE)
+    model = build_model("daqe", 3, **TINY_DAQE_CONFIG)
     with pytest.raises(ValueError, match="fitted readout"):
         with_routing(model, "readout", [0.0, 1.0])
     with pytest.raises(ValueError, match="fitted readout"):
         with_routing(model, "defocus", [0.0, 1.0], (np.zeros(5), 0.0))
     with pytest.raises(ValueError, match="routing must be one of"):
-        build_model("daqe", 3, **TINY_DAQE, routing="psnr")
+        build_model("daqe", 3, **TINY_DAQE_CONFIG, routing="psnr")
 
 
-def test_fit_tool_builds_a_readout_that_meets_the_budget(tmp_path, image_folder):  # noqa: F811
+def test_fit_tool_builds_a_readout_that_meets_the_budget(tmp_path, daqe_image_folder):
     from daqe_tf.complexity import count_macs
     from train.data import list_images, load_images
     from train.fit_thresholds import main, patch_routing_values
 
     keras.utils.set_random_seed(4)
-    model = build_model("daqe", 3, **TINY_DAQE)
+    model = build_model("daqe", 3, **TINY_DAQE_CONFIG)
     rng = np.random.default_rng(4)
     for head, offset in zip(model.heads, (0.04, 0.02, 0.0)):  # exits that differ, so the errors do
         head.kernel.assign(rng.normal(0, 0.05, head.kernel.shape).astype("float32"))
         head.bias.assign(np.full(head.bias.shape, offset, "float32"))
     model.save(tmp_path / "trained.keras")
-    argv = ["--model", str(tmp_path / "trained.keras"), "--train_data", str(image_folder),
+    argv = ["--model", str(tmp_path / "trained.keras"), "--train_data", str(daqe_image_folder),
             "--out", str(tmp_path / "readout.keras"), "--qualities", "10,40", "--budget", "0.6", "--signal", "readout"]
     assert main(argv) == 0
     routed = keras.models.load_model(tmp_path / "readout.keras", safe_mode=True)
     assert routed.routing == "readout" and np.abs(np.asarray(routed.routing_readout.linear.kernel)).sum() > 0
-    images = load_images(list_images(str(image_folder)), grayscale=False, min_size=16)
+    images = load_images(list_images(str(daqe_image_folder)), grayscale=False, min_size=16)
     values = np.concatenate([patch_routing_values(routed, image, q) for image in images for q in (10, 40)])
     costs = np.array([count_macs(routed, routed.patch_size, routed.patch_size, k) for k in range(3)])
     assert costs[assign_clusters(values, routed.thresholds)].mean() <= 0.6 * costs[-1] + 1e-6
@@ -131,15 +131,15 @@ def test_fit_tool_builds_a_readout_that_meets_the_budget(tmp_path, image_folder)
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_training_starts_from_a_readout_file_and_refuses_to_train_one(tmp_path, image_folder):  # noqa: F811
+def test_training_starts_from_a_readout_file_and_refuses_to_train_one(tmp_path, daqe_image_folder):
     import dataclasses
 
     from train.loop import Trainer, weights_digest
 
     routed, model, _ = _readout_model(seed=5)
     routed.save(tmp_path / "shipped.keras")
-    cfg = dataclasses.replace(_config(tmp_path / "more", image_folder, steps=1), init_weights=str(tmp_path / "shipped.keras"))
+    cfg = dataclasses.replace(daqe_train_config(tmp_path / "more", daqe_image_folder, steps=1), init_weights=str(tmp_path / "shipped.keras"))
     assert weights_digest(Trainer(cfg).model) == weights_digest(model)
-    refused = _config(tmp_path / "bad", image_folder, steps=1, model_config={**TINY_DAQE, "routing": "readout"})
+    refused = daqe_train_config(tmp_path / "bad", daqe_image_folder, steps=1, model_config={**TINY_DAQE_CONFIG, "routing": "readout"})
     with pytest.raises(ValueError, match="--signal readout"):
         Trainer(refused)

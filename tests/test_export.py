@@ -1,8 +1,6 @@
 """export/: every signature of the .tflite matches Keras (float32 to 1e-4; float16 and int8 to
 measured bounds), Flex ops fail the export, mixed-precision models export as float32, metadata."""
 import json
-import tempfile
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -14,7 +12,7 @@ from daqe_tf.inference.routing import PATCH_OVERLAP
 from daqe_tf.models import QGAUNet
 from export.converter import ExportError, export_tflite, metadata_path
 from export.main import main as export_main
-from tests.export_cases import CASES, TILE, exported, jpeg_inputs
+from tests.export_cases import CASES, TILE, jpeg_inputs
 from tests.helpers import tiny_model
 
 # Max |TFLite - Keras| on these inputs, measured (outputs of random-weight tiny models; images in [0, 1]):
@@ -42,7 +40,7 @@ def _check(got, want, atol, min_psnr=None):
 
 
 @pytest.mark.parametrize("case,variant", EXPORTS, ids=[f"{c}-{v}" for c, v in EXPORTS])
-def test_every_signature_matches_keras(case, variant):
+def test_every_signature_matches_keras(case, variant, exported):
     model, paths = exported(case)
     litert = LiteRTModel(paths[variant])
     channels = model.image_channels
@@ -63,7 +61,7 @@ def test_every_signature_matches_keras(case, variant):
 
 
 @pytest.mark.parametrize("variant", CASES["daqe_cascade"])
-def test_cascade_stage_and_head_signatures_match_keras_and_route_alike(variant):
+def test_cascade_stage_and_head_signatures_match_keras_and_route_alike(variant, exported, tmp_path):
     from daqe_tf.inference.routing import enhance_routed
 
     model, paths = exported("daqe_cascade")
@@ -100,7 +98,7 @@ def test_cascade_stage_and_head_signatures_match_keras_and_route_alike(variant):
         cap = {"max_cost": 0.5 + 0.25 * deep_share, "exit_costs": [0.5, 1.0]}  # room for half of them
         fitted = [(np.asarray(readout.kernel)[:, 0], float(np.asarray(readout.bias)[0]))]
         capped = with_routing(model, "cascade", model.thresholds, fitted, **cap)
-        folder = Path(tempfile.mkdtemp())
+        folder = tmp_path
         shutil.copyfile(paths[variant], folder / "capped.tflite")
         meta = json.loads(metadata_path(paths[variant]).read_text())
         meta["model_config"].update(cap)
@@ -112,7 +110,7 @@ def test_cascade_stage_and_head_signatures_match_keras_and_route_alike(variant):
         np.testing.assert_array_equal(enhance_routed(pixels, capped_lite, qmap_for)[1].exits, keras_capped)
 
 
-def test_tile_signature_has_a_fixed_shape():
+def test_tile_signature_has_a_fixed_shape(exported):
     _, paths = exported("qga_color")
     from ai_edge_litert.interpreter import Interpreter
 
@@ -124,7 +122,7 @@ def test_tile_signature_has_a_fixed_shape():
 
 
 @pytest.mark.parametrize("case", ["qga_color", "daqe_transformer", "daqe_cnn"])
-def test_metadata_is_complete(case):
+def test_metadata_is_complete(case, exported):
     model, paths = exported(case)
     meta = json.loads(metadata_path(paths["float32"]).read_text())
     exits = [f"exit_{k}" for k in range(model.num_exits)]

@@ -5,17 +5,17 @@ import re
 from PIL import Image
 
 from benchmarks import export_report
-from tests.export_cases import build_case, representative_images
+from tests.export_cases import build_case
 from tests.helpers import markdown_table, natural_image
 
 
-def test_export_report_prints_quality_and_latency(tmp_path, capsys):
+def test_export_report_prints_quality_and_latency(tmp_path, capsys, representative_images):
     model = build_case("daqe_cnn")
     model.save(tmp_path / "daqe.keras")
     (tmp_path / "eval" / "LIVE1_color").mkdir(parents=True)
     Image.fromarray(natural_image(64, 96, 3, seed=5)).save(tmp_path / "eval" / "LIVE1_color" / "a.png")
     listing = tmp_path / "train.txt"
-    listing.write_text("\n".join(representative_images()))
+    listing.write_text("\n".join(representative_images))
 
     status = export_report.main([str(tmp_path / "daqe.keras"), "--data", str(tmp_path / "eval"), "--representative", str(listing),
                                  "--tile", "64", "--repeats", "1", "--calibration_samples", "4"])

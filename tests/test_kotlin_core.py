@@ -282,7 +282,8 @@ def _write_plan_vectors(manifest: dict) -> None:
         plans.append({"height": h, "width": w, "tile": tile, "overlap": overlap, "tiles": [[t.y0, t.x0, t.y1, t.x1] for t in tiles]})
     manifest["plans"] = plans
     errors = []
-    for h, w, tile, overlap in [(100, 100, 100, 16), (100, 100, 64, 64), (100, 100, 64, 8), (100, 100, 64, -16), (100, 100, 0, 0), (100, 100, 64, 80)]:
+    for h, w, tile, overlap in [(100, 100, 100, 16), (100, 100, 64, 64), (100, 100, 64, 8), (100, 100, 64, -16),
+                                (100, 100, 0, 0), (100, 100, 64, 80)]:
         with pytest.raises(ValueError):
             plan_tiles(h, w, tile, overlap)
         errors.append([h, w, tile, overlap])
@@ -376,7 +377,8 @@ def _write_stitch_vectors(folder: Path, manifest: dict) -> None:
             flat = results[(0, 0)].reshape(-1)
             halves = _half_way_values(60)
             flat[: halves.size] = halves
-        expected = enhance_tiled(np.zeros((h, w, c) if c > 1 else (h, w), np.uint8), lambda window, t: results[(t.y0, t.x0)], tile=tile, overlap=overlap)
+        blank = np.zeros((h, w, c) if c > 1 else (h, w), np.uint8)
+        expected = enhance_tiled(blank, lambda window, t, results=results: results[(t.y0, t.x0)], tile=tile, overlap=overlap)
         ordered = np.concatenate([results[(t.y0, t.x0)].reshape(-1) for t in tiles])
         entries.append({
             "height": h, "width": w, "channels": c, "tile": tile, "overlap": overlap,
@@ -754,9 +756,19 @@ def _write_meta_vectors(folder: Path, manifest: dict) -> None:
     from daqe_tf.inference.routing import PATCH_OVERLAP
     from daqe_tf.models import build_model
     from daqe_tf.models.daqe.model import DAQENet
-    from export.converter import (OUTPUT_FEATURES, OUTPUT_ROUTING, OUTPUT_SCORE, OUTPUT_SUMMARY, head_signature, is_cascade, metadata,
-                                  metadata_text, signature_keys, stage_signature)
-    from tests.export_cases import DAQE_TINY, TILE, build_case
+    from export.converter import (
+        OUTPUT_FEATURES,
+        OUTPUT_ROUTING,
+        OUTPUT_SCORE,
+        OUTPUT_SUMMARY,
+        head_signature,
+        is_cascade,
+        metadata,
+        metadata_text,
+        signature_keys,
+        stage_signature,
+    )
+    from tests.export_cases import TILE, build_case
     from tests.helpers import tiny_model
 
     def exported_meta(model) -> dict:
@@ -846,7 +858,8 @@ def _write_meta_vectors(folder: Path, manifest: dict) -> None:
         ("cascade_signatures_list", {"signatures": list(signatures)}, ["'signatures'", "'cascade'"]),
         ("cascade_no_signatures", {"signatures": None}, ["'signatures'"]),
         ("cascade_stage_number", {"signatures": {**signatures, "stages": [0, 1]}}, ["'signatures'", "'stages'"]),
-        ("cascade_stages_short", {"signatures": {**signatures, "stages": signatures["stages"][:1]}}, ["'signatures'", "one stage and one head per exit"]),
+        ("cascade_stages_short", {"signatures": {**signatures, "stages": signatures["stages"][:1]}},
+         ["'signatures'", "one stage and one head per exit"]),
         ("cascade_heads_long", {"signatures": {**signatures, "heads": signatures["heads"] + ["head_9"]}}, ["'signatures'", "3 heads"]),
         ("cascade_no_features_output", {"outputs": without(outputs, "features")}, ["'outputs'", "'features'", "'cascade'"]),
         ("cascade_no_summary_output", {"outputs": without(outputs, "summary")}, ["'outputs'", "'summary'"]),

@@ -18,7 +18,7 @@ from daqe_tf.inference.models import DEFAULT_MODELS, ModelFileError, load_model
 from daqe_tf.inference.pipeline import enhance
 from daqe_tf.metrics import psnr
 from export.converter import metadata_path
-from tests.export_cases import exported, jpeg_inputs
+from tests.export_cases import jpeg_inputs
 from tests.helpers import natural_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +80,7 @@ def _run(mode: str, work: Path) -> tuple[dict, str]:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
+def work(tmp_path_factory, exported):
     """A JPEG, float32 exports of a tiny QGAUNet and DAQENet, and the Keras pipeline's outputs."""
     model, paths = exported("qga_color")
     daqe, daqe_paths = exported("daqe_cnn")
@@ -123,7 +123,7 @@ def test_cli_without_tensorflow_uses_shipped_tflite_or_says_what_to_install(work
     assert SHIPPED_COLOR_TFLITE in errors[0] and "m.keras" in errors[1]
 
 
-def test_litert_model_surface(tmp_path):
+def test_litert_model_surface(tmp_path, exported):
     model, paths = exported("qga_color")
     litert = load_model(paths["float32"], num_threads=1)
     assert isinstance(litert, LiteRTModel)
@@ -147,7 +147,7 @@ def test_litert_model_surface(tmp_path):
 
 
 
-def test_files_without_a_routing_output_route_by_defocus(tmp_path):
+def test_files_without_a_routing_output_route_by_defocus(tmp_path, exported):
     """Metadata written before the ``routing`` output: the defocus map stands in for the routing value."""
     model, paths = exported("daqe_cnn")  # routes by a readout, so its two maps differ
     meta = json.loads(metadata_path(paths["float32"]).read_text())
@@ -161,7 +161,7 @@ def test_files_without_a_routing_output_route_by_defocus(tmp_path):
     assert np.abs(new[..., 1] - new[..., 0]).max() > 0.05
 
 
-def test_a_readout_routed_file_without_its_routing_output_is_refused(tmp_path):
+def test_a_readout_routed_file_without_its_routing_output_is_refused(tmp_path, exported):
     """Readout thresholds are not in defocus units: defocus must not silently stand in for them."""
     _, paths = exported("daqe_cnn")
     meta = json.loads(metadata_path(paths["float32"]).read_text())

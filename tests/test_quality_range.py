@@ -1,12 +1,10 @@
 """benchmarks.quality_range on a tiny DAQE model and generated images: single and double JPEG cases."""
 import keras
-import numpy as np
 import pytest
 
 from benchmarks import quality_range
 from daqe_tf.models import build_model
-from tests.helpers import markdown_table, tiny_model, write_image_folder
-from tests.test_routing import TINY
+from tests.helpers import TINY_DAQE_CONFIG, markdown_table, tiny_model, write_image_folder
 
 
 def test_parse_double():
@@ -23,7 +21,7 @@ def test_quality_range_prints_every_case_with_its_gain_and_compute(tmp_path, cap
         (data / name).mkdir(parents=True)
         write_image_folder(data / name, 2, 80, 96)
     keras.utils.set_random_seed(0)
-    daqe = build_model("daqe", 3, **TINY)
+    daqe = build_model("daqe", 3, **TINY_DAQE_CONFIG)
     paths = [tmp_path / "daqe.keras", tmp_path / "core_gray.keras"]
     daqe.save(paths[0])
     tiny_model(1).save(paths[1])

@@ -28,7 +28,8 @@ def test_unknown_recipes_are_refused():
 
 
 def test_only_finished_runs_are_read(tmp_path):
-    records = [{"kind": "train", "step": 1}, {"kind": "val", "step": 2, "gains": {"q10_exit0": 0.1, "q10_exit2": 0.3, "q30_exit2": 0.2, "q10_dynamic": 0.25}}]
+    gains = {"q10_exit0": 0.1, "q10_exit2": 0.3, "q30_exit2": 0.2, "q10_dynamic": 0.25}
+    records = [{"kind": "train", "step": 1}, {"kind": "val", "step": 2, "gains": gains}]
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     assert finished_validations(tmp_path) == []  # no final.keras yet: an interrupted run is retrained (resumed)
     (tmp_path / "final.keras").write_bytes(b"")

@@ -22,12 +22,8 @@ from daqe_tf.inference.tiling import cell_owners, plan_tiles
 from daqe_tf.io import load_image
 from daqe_tf.models import build_model
 from daqe_tf.models.daqe import assign_clusters, patch_defocus_from_map
-from tests.helpers import natural_image
+from tests.helpers import TINY_DAQE_CONFIG, natural_image
 
-TINY = dict(
-    widths=[4, 4, 8, 8], encoder_blocks=[1, 1, 1], bottleneck_blocks=[1, 1, 1], decoder_blocks=[1, 0, 0],
-    patch_size=32, key_dim=4, defocus_widths=[4, 4, 4, 4], defocus_blocks=[1, 1, 1, 1],
-)
 EXIT_OFFSETS = (-0.06, 0.0, 0.06)  # exits 0 and 2 differ by 0.12 (31 grey levels)
 
 
@@ -35,7 +31,7 @@ EXIT_OFFSETS = (-0.06, 0.0, 0.06)  # exits 0 and 2 differ by 0.12 (31 grey level
 def gray_daqe():
     """Tiny grayscale DAQENet whose exits differ by a constant offset plus a little texture."""
     keras.utils.set_random_seed(3)
-    model = build_model("daqe", 1, **TINY)
+    model = build_model("daqe", 1, **TINY_DAQE_CONFIG)
     rng = np.random.default_rng(3)
     for head, offset in zip(model.heads, EXIT_OFFSETS):
         head.kernel.assign(rng.normal(0, 0.02, head.kernel.shape).astype("float32"))

@@ -7,13 +7,12 @@ from daqe_tf.inference.pipeline import enhance
 from daqe_tf.jpeg.simulate import compress
 from daqe_tf.metrics import psnr
 from daqe_tf.models import build_model
-from tests.helpers import markdown_table, natural_image, write_image_folder
-from tests.test_routing import TINY
+from tests.helpers import TINY_DAQE_CONFIG, markdown_table, natural_image, write_image_folder
 
 
 def _tiny_daqe():
     keras.utils.set_random_seed(0)
-    model = build_model("daqe", 3, **TINY)
+    model = build_model("daqe", 3, **TINY_DAQE_CONFIG)
     for head, offset in zip(model.heads, (0.0, 0.02, 0.04)):  # exits that differ visibly (up to 10 grey levels)
         head.bias.assign(np.full(head.bias.shape, offset, "float32"))
     return model

@@ -14,7 +14,7 @@ def test_tiles_cover_image_on_grid_with_overlap(height, width, tile, overlap):
         coverage[t.y0 : t.y1, t.x0 : t.x1] += 1
     assert coverage.min() >= 1
     starts = sorted({(t.y0, t.y1) for t in tiles})
-    for (a0, a1), (b0, _) in zip(starts, starts[1:]):
+    for (_, a1), (b0, _) in zip(starts, starts[1:]):
         assert a1 - b0 >= overlap
 
 

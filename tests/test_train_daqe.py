@@ -4,31 +4,12 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from daqe_tf.models.daqe import assign_clusters, defocus_cell_targets
-from tests.helpers import natural_image
-from train.config import TrainConfig
+from tests.helpers import TINY_DAQE_CONFIG, daqe_train_config, natural_image
 from train.data import ClusterPairSampler
 from train.defocus_labels import candidate_table, crop_with_labels, defocus_labels, patch_candidates
 from train.degradations import DegradationConfig
-
-TINY_DAQE = {
-    "widths": [4, 4, 8, 8], "encoder_blocks": [1, 1, 1], "bottleneck_blocks": [1, 1, 1], "decoder_blocks": [1, 0, 0],
-    "patch_size": 32, "key_dim": 4, "defocus_widths": [4, 4, 4, 4], "defocus_blocks": [1, 1, 1, 1],
-}
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    """Three small images, one of them blurred on its left half so the clusters differ."""
-    folder = tmp_path_factory.mktemp("daqe_images")
-    for i in range(3):
-        image = natural_image(64, 96, seed=10 + i)
-        if i == 0:
-            image[:, :48] = np.asarray(Image.fromarray(image[:, :48]).resize((12, 16)).resize((48, 64), Image.BILINEAR))
-        Image.fromarray(image).save(folder / f"img{i}.png")
-    return folder
 
 
 def test_crop_and_label_map_share_window_and_dihedral_transform():
@@ -110,17 +91,7 @@ def test_own_cluster_exit_gets_the_extra_weight():
     np.testing.assert_allclose(np.asarray(plain), np.asarray(weights) @ per_exit, rtol=1e-5)
 
 
-def _config(run_dir, image_folder, steps, **overrides):
-    settings = dict(
-        run_dir=str(run_dir), train_data=str(image_folder), val_data=str(image_folder), family="daqe",
-        model_config=dict(TINY_DAQE), steps=steps, batch_size=2, patch_size=32, warmup_steps=1,
-        log_every=2, checkpoint_every=4, eval_every=4, eval_crop=64, eval_images=1, eval_qualities=(10,),
-        label_cache_dir=str(run_dir.parent / "labels"),
-    )
-    return TrainConfig(**{**settings, **overrides})
-
-
-def test_daqe_trains_with_fitted_thresholds_and_defocus_loss_then_resumes(tmp_path, image_folder):
+def test_daqe_trains_with_fitted_thresholds_and_defocus_loss_then_resumes(tmp_path, daqe_image_folder):
     import keras
 
     from train.loop import Trainer
@@ -128,7 +99,7 @@ def test_daqe_trains_with_fitted_thresholds_and_defocus_loss_then_resumes(tmp_pa
 
     run_dir = tmp_path / "daqe"
     keras.utils.set_random_seed(0)  # four steps of a random head: unseeded, its L1 on another batch can rise
-    trainer = Trainer(_config(run_dir, image_folder, steps=4, learning_rate=1e-2))
+    trainer = Trainer(daqe_train_config(run_dir, daqe_image_folder, steps=4, learning_rate=1e-2))
     thresholds = trainer.model.thresholds
     assert len(thresholds) == 2 and thresholds[0] < thresholds[1]
     fixed = ClusterPairSampler(trainer.images, trainer.defocus["maps"], trainer.defocus["candidates"], thresholds, 32, 4,
@@ -151,20 +122,20 @@ def test_daqe_trains_with_fitted_thresholds_and_defocus_loss_then_resumes(tmp_pa
     model = keras.models.load_model(run_dir / "final.keras", safe_mode=True)
     assert type(model).__name__ == "DAQENet" and model.thresholds == pytest.approx(thresholds)
 
-    resumed = Trainer(_config(run_dir, image_folder, steps=6, learning_rate=1e-2))
+    resumed = Trainer(daqe_train_config(run_dir, daqe_image_folder, steps=6, learning_rate=1e-2))
     assert resumed.step == 4 and resumed.model.thresholds == pytest.approx(thresholds)
     resume = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if '"resume"' in line]
     assert resume and "model_config" not in resume[-1]["changed"]  # the same thresholds were refitted
 
 
-def test_patch_size_must_match_the_model(tmp_path, image_folder):
+def test_patch_size_must_match_the_model(tmp_path, daqe_image_folder):
     from train.loop import Trainer
 
     with pytest.raises(ValueError, match="patch_size"):
-        Trainer(_config(tmp_path / "bad", image_folder, steps=1, patch_size=48))
+        Trainer(daqe_train_config(tmp_path / "bad", daqe_image_folder, steps=1, patch_size=48))
 
 
-def test_fit_thresholds_refits_on_the_heads_predictions(tmp_path, image_folder):
+def test_fit_thresholds_refits_on_the_heads_predictions(tmp_path, daqe_image_folder):
     """After the refit, the training patches' PREDICTED defocus splits into equal clusters."""
     import keras
 
@@ -173,21 +144,21 @@ def test_fit_thresholds_refits_on_the_heads_predictions(tmp_path, image_folder):
     from train.fit_thresholds import main, patch_routing_values
 
     keras.utils.set_random_seed(1)
-    model = build_model("daqe", 3, **TINY_DAQE)
+    model = build_model("daqe", 3, **TINY_DAQE_CONFIG)
     model.save(tmp_path / "trained.keras")
-    status = main(["--model", str(tmp_path / "trained.keras"), "--train_data", str(image_folder),
+    status = main(["--model", str(tmp_path / "trained.keras"), "--train_data", str(daqe_image_folder),
                    "--out", str(tmp_path / "refit.keras"), "--qualities", "10,40"])
     assert status == 0
     refit = keras.models.load_model(tmp_path / "refit.keras", safe_mode=True)
     assert refit.thresholds != model.thresholds
-    images = load_images(list_images(str(image_folder)), grayscale=False, min_size=16)
+    images = load_images(list_images(str(daqe_image_folder)), grayscale=False, min_size=16)
     predicted = np.concatenate([patch_routing_values(refit, image, q) for image in images for q in (10, 40)])
     counts = np.bincount(assign_clusters(predicted, refit.thresholds), minlength=3)
     assert counts.max() - counts.min() <= 2, counts
     np.testing.assert_array_equal(refit.get_weights()[0], model.get_weights()[0])
 
 
-def test_budget_refit_meets_the_compute_budget(tmp_path, image_folder):
+def test_budget_refit_meets_the_compute_budget(tmp_path, daqe_image_folder):
     """``--budget``: the routed training patches cost at most that share of the deepest exit."""
     import keras
 
@@ -197,19 +168,19 @@ def test_budget_refit_meets_the_compute_budget(tmp_path, image_folder):
     from train.fit_thresholds import main, patch_routing_values
 
     keras.utils.set_random_seed(2)
-    model = build_model("daqe", 3, **TINY_DAQE)
+    model = build_model("daqe", 3, **TINY_DAQE_CONFIG)
     model.save(tmp_path / "trained.keras")
-    status = main(["--model", str(tmp_path / "trained.keras"), "--train_data", str(image_folder),
+    status = main(["--model", str(tmp_path / "trained.keras"), "--train_data", str(daqe_image_folder),
                    "--out", str(tmp_path / "budget.keras"), "--qualities", "10", "--budget", "0.5"])
     assert status == 0
     refit = keras.models.load_model(tmp_path / "budget.keras", safe_mode=True)
-    images = load_images(list_images(str(image_folder)), grayscale=False, min_size=16)
+    images = load_images(list_images(str(daqe_image_folder)), grayscale=False, min_size=16)
     exits = assign_clusters(np.concatenate([patch_routing_values(refit, image, 10) for image in images]), refit.thresholds)
     costs = np.array([count_macs(refit, refit.patch_size, refit.patch_size, k) for k in range(3)])
     assert costs[exits].mean() <= 0.5 * costs[-1] + 1e-6
 
 
-def test_train_layers_refine_early_exits_and_keep_the_deepest_bit_identical(tmp_path, image_folder):
+def test_train_layers_refine_early_exits_and_keep_the_deepest_bit_identical(tmp_path, daqe_image_folder):
     """``--train_layers``: only the named layers change; ``best.keras`` is picked on the deepest supervised exit."""
     import keras
 
@@ -218,7 +189,7 @@ def test_train_layers_refine_early_exits_and_keep_the_deepest_bit_identical(tmp_
     run_dir = tmp_path / "refine"
     keras.utils.set_random_seed(0)
     trained = ("texture0", "exit0_head", "texture1", "exit1_head")
-    trainer = Trainer(_config(run_dir, image_folder, steps=3, learning_rate=1e-2, exit_weights=(1.0, 1.0, 0.0),
+    trainer = Trainer(daqe_train_config(run_dir, daqe_image_folder, steps=3, learning_rate=1e-2, exit_weights=(1.0, 1.0, 0.0),
                               train_layers=trained))
     assert trainer.selection_exit == 1
     before = {layer.name: [np.array(w) for w in layer.get_weights()] for layer in trainer.model.layers}
@@ -230,6 +201,6 @@ def test_train_layers_refine_early_exits_and_keep_the_deepest_bit_identical(tmp_
     assert saved["train_layers"] == list(trained)
 
     with pytest.raises(ValueError, match="texture9"):
-        Trainer(_config(tmp_path / "bad", image_folder, steps=1, train_layers=("texture9",)))
+        Trainer(daqe_train_config(tmp_path / "bad", daqe_image_folder, steps=1, train_layers=("texture9",)))
     with pytest.raises(ValueError, match="at least one"):
-        Trainer(_config(tmp_path / "bad2", image_folder, steps=1, exit_weights=(0.0, 0.0, 0.0)))
+        Trainer(daqe_train_config(tmp_path / "bad2", daqe_image_folder, steps=1, exit_weights=(0.0, 0.0, 0.0)))

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import TINY_MODEL_CONFIG, write_image_folder
-from tests.test_train_daqe import TINY_DAQE
+from tests.helpers import TINY_DAQE_CONFIG, TINY_MODEL_CONFIG, write_image_folder
 
 pytest.importorskip("jax")
 
@@ -149,10 +148,11 @@ def test_daqe_jax_step_matches_tensorflow_and_trains(tmp_path, image_folder):
 
     run_dir, out = tmp_path / "daqe", tmp_path / "out"
     out.mkdir()
+    # 3 crops of 48 px: 27 defocus cells of 16 px, an odd number (see the defocus head's check below).
     cfg = TrainConfig(run_dir=str(run_dir), train_data=str(image_folder), val_data=str(image_folder), family="daqe",
-                      model_config=dict(TINY_DAQE), steps=2, batch_size=2, patch_size=32, warmup_steps=1,
-                      learning_rate=1e-2, log_every=2, checkpoint_every=2, eval_every=2, eval_crop=64, eval_images=1,
-                      eval_qualities=(10,), cluster_exit_weight=2.0, defocus_loss_weight=0.5,
+                      model_config={**TINY_DAQE_CONFIG, "patch_size": 48}, steps=2, batch_size=3, patch_size=48,
+                      warmup_steps=1, learning_rate=1e-2, log_every=2, checkpoint_every=2, eval_every=2, eval_crop=64,
+                      eval_images=1, eval_qualities=(10,), cluster_exit_weight=2.0, defocus_loss_weight=0.5,
                       label_cache_dir=str(tmp_path / "labels"))
     run_without_tensorflow(tmp_path, [json.dumps(cfg.to_dict()), str(out)], DAQE_STEPS)
 
@@ -170,12 +170,24 @@ def test_daqe_jax_step_matches_tensorflow_and_trains(tmp_path, image_folder):
     jax_step = np.load(out / "jax_step.npz")
     np.testing.assert_allclose(float(jax_step["loss"]), float(loss), rtol=1e-5)
     np.testing.assert_allclose(jax_step["terms"], np.stack([float(t) for t in terms]), rtol=1e-5)
-    head_output = {id(v) for v in model.defocus_head.head.trainable_variables}
     for i, (variable, grad) in enumerate(zip(model.trainable_variables, grads)):
         np.testing.assert_allclose(jax_step[f"arr_{i}"], np.asarray(grad), rtol=1e-3, atol=1e-6, err_msg=variable.path)
-        if id(variable) in head_output:
-            # The defocus loss reaches the head's output conv (a hidden channel may be dead on a tiny batch).
-            assert np.abs(np.asarray(grad)).max() > 0, variable.path
+
+    # The defocus loss reaches the head: only its L1 term sees the head's 1x1 output conv, whose
+    # gradient is therefore 0.5 * mean over the cells of sign(predicted - label) * [features, 1].
+    # For the bias that is a count of signs, exactly 0 whenever as many cells lie above their label as
+    # below; the batch has an odd number of cells, so here it cannot be 0.
+    head = model.defocus_head.head
+    features = np.asarray(model.defocus_head.features([inputs["image"], inputs["qmap"]]))
+    sign = np.sign(np.asarray(head(features)) - labels["defocus"])
+    assert sign.size % 2 == 1 and np.all(sign != 0)
+    expected = {head.kernel.path: 0.5 * np.mean(sign * features, axis=(0, 1, 2)).reshape(head.kernel.shape),
+                head.bias.path: 0.5 * np.mean(sign, keepdims=True).reshape(head.bias.shape)}
+    for i, variable in enumerate(model.trainable_variables):
+        if variable.path in expected:
+            np.testing.assert_allclose(jax_step[f"arr_{i}"], expected[variable.path], rtol=1e-4, atol=1e-7,
+                                       err_msg=variable.path)
+    assert abs(float(expected[head.bias.path][0])) >= 0.5 / sign.size
 
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert next(r for r in records if r["kind"] == "clusters")["crops_per_cluster"]
