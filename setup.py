@@ -32,7 +32,7 @@ setup(
         "litert": LITERT,
         "train": TRAIN,
         # jax (CPU) runs the JAX trainer's tests (KERAS_BACKEND=jax in a subprocess).
-        "test": TRAIN + LITERT + ["pytest>=7", "scikit-image>=0.22", "jax[cpu]>=0.4.36"],
+        "test": TRAIN + LITERT + ["pytest>=7", "scikit-image>=0.22", "jax[cpu]>=0.4.36", "ruff>=0.17,<0.18"],
     },
     entry_points={"console_scripts": ["daqe=daqe_tf.cli:main"]},
 )
