@@ -1,14 +1,15 @@
 """Packaging for daqe-tf.
 
-The base install is deliberately small (numpy + Pillow): the on-device pipeline
-runs with the ``litert`` extra and no TensorFlow. Keras models need the ``tf``
-extra (TensorFlow 2.21 + Keras 3).
+``pip install daqe-tf`` enhances photos: numpy, Pillow, tqdm and LiteRT run the
+shipped models, with no TensorFlow. Training, export and ``.keras`` models need the
+``tf`` extra (TensorFlow 2.21 + Keras 3); where LiteRT has no wheel (Windows) the
+shipped ``.keras`` models run with that extra instead.
 """
 from setuptools import find_packages, setup
 
 TF = ["tensorflow>=2.21,<2.22", "keras>=3.15"]
-# The LiteRT path (daqe_tf.inference.litert_runner) needs only this on top of the base install.
-LITERT = ["ai-edge-litert>=2.3"]
+# The LiteRT runtime of the shipped models (daqe_tf.inference.litert_runner): part of the base install.
+LITERT = ['ai-edge-litert>=2.3; sys_platform != "win32"']
 TRAIN = TF + ["absl-py>=2.1"]
 DEFAULT_STEMS = ["daqe_cnn_color_c4_cascade", "daqe_cnn_gray_g3_cascade"]
 WEIGHT_SUFFIXES = [".keras", ".tflite", ".tflite.json", ".md", ".config.json"]
@@ -26,10 +27,10 @@ setup(
     # Only the shipped defaults (daqe_tf.inference.models.DEFAULT_MODELS): the Keras file, its
     # float16 LiteRT export with metadata, the model card and the resolved training config.
     package_data={"daqe_tf": [f"weights/{stem}{suffix}" for stem in DEFAULT_STEMS for suffix in WEIGHT_SUFFIXES]},
-    install_requires=["numpy>=1.24", "pillow>=10.0", "tqdm>=4.60"],
+    install_requires=["numpy>=1.24", "pillow>=10.0", "tqdm>=4.64", *LITERT],
     extras_require={
         "tf": TF,
-        "litert": LITERT,
+        "litert": [],  # LiteRT is in the base install; the name stays for existing install commands
         "train": TRAIN,
         # jax (CPU) runs the JAX trainer's tests (KERAS_BACKEND=jax in a subprocess).
         "test": TRAIN + LITERT + ["pytest>=7", "scikit-image>=0.22", "jax[cpu]>=0.4.36", "ruff>=0.17,<0.18"],
