@@ -2,14 +2,22 @@
 
 Every file of a batch is tried: a bad input gets a one-line error on stderr and
 the rest still run; the exit status is 1 when any file failed. Outputs are
-written atomically and never over an input.
+written atomically and never over an input. A rerun of an interrupted batch
+resumes: outputs that already exist are complete (the atomic writer renames a
+finished file into place), so they are skipped with a note on stderr, and the
+hidden temporary files of killed runs are removed; ``--overwrite`` redoes all.
+
+The shipped models run on LiteRT where it is installed (no TensorFlow start-up);
+TensorFlow's and LiteRT's native log lines stay off the terminal unless ``--verbose``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -66,16 +74,137 @@ def parse_exit(value: str) -> int | None:
         raise argparse.ArgumentTypeError(f"--exit takes auto, fast, balanced, best or an exit number, not {value!r}") from None
 
 
-def write_maps(result, base: Path, source_paths) -> list[Path]:
+MAP_KINDS = ("defocus", "exits")
+
+
+def map_paths(base: Path | None) -> list[Path]:
+    return [] if base is None else [base.with_name(f"{base.name}_{kind}.png") for kind in MAP_KINDS]
+
+
+def write_maps(result, base: Path, source_paths, only: set[Path] | None = None) -> list[Path]:
     """``<base>_defocus.png`` (gray: black sharp, white sigma >= 8 px) and ``<base>_exits.png``
-    (the input under each 16-px cell's exit colour: blue = exit 0 ... red = deepest), display orientation."""
+    (the input under each 16-px cell's exit colour: blue = exit 0 ... red = deepest), display orientation.
+    ``only``: write just these of the two paths (a resumed run keeps the complete ones)."""
     from daqe_tf.inference.routing import defocus_image, exit_overlay
     from daqe_tf.io import apply_orientation, save_image
 
     orientation = result.source.orientation
-    pictures = {"defocus": defocus_image(result.routing), "exits": exit_overlay(result.routing, result.source.pixels)}
-    return [save_image(apply_orientation(pixels, orientation), base.with_name(f"{base.name}_{kind}.png"), source_paths=source_paths)
-            for kind, pixels in pictures.items()]
+    pictures = {"defocus": lambda: defocus_image(result.routing),
+                "exits": lambda: exit_overlay(result.routing, result.source.pixels)}
+    written = []
+    for kind, path in zip(MAP_KINDS, map_paths(base)):
+        if only is None or path in only:
+            written.append(save_image(apply_orientation(pictures[kind](), orientation), path, source_paths=source_paths))
+    return written
+
+
+UNTAGGED_TEMP_AGE_S = 600  # an untagged temporary file this old is no write in progress
+
+
+def _temp_owner(entry_name: str, names: set[str]) -> tuple[str, int | None] | None:
+    """(output name, writer pid or None) of the atomic writer's temporary file
+    ``.<name>.<pid>.<12 hex>.tmp`` (``.<name>.<12 hex>.tmp`` before the pid tag) of one of
+    ``names``; None for any other file."""
+    if not (entry_name.startswith(".") and entry_name.endswith(".tmp")):
+        return None
+    rest, _, token = entry_name[1:-4].rpartition(".")
+    if len(token) != 12 or any(c not in "0123456789abcdef" for c in token):
+        return None
+    name, _, pid = rest.rpartition(".")
+    if pid.isdigit() and name in names:
+        return name, int(pid)
+    return (rest, None) if rest in names else None
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":
+        return True  # no harmless liveness probe here: keep the file
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale_temporaries(outputs: list[Path]) -> list[Path]:
+    """Delete the atomic writer's temporary files that killed runs left beside ``outputs``:
+    those whose writing process is gone (untagged ones: untouched for ``UNTAGGED_TEMP_AGE_S``).
+    A write in progress by another live process is left alone. Returns the removed paths."""
+    by_folder: dict[Path, set[str]] = {}
+    for path in outputs:
+        by_folder.setdefault(path.parent, set()).add(path.name)
+    removed = []
+    now = time.time()
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            owner = _temp_owner(entry.name, names)
+            if owner is None:
+                continue
+            try:
+                stale = (now - entry.stat().st_mtime > UNTAGGED_TEMP_AGE_S) if owner[1] is None else not _process_alive(owner[1])
+                if stale and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+            except OSError:
+                pass
+    return removed
+
+
+def is_complete_image(path: Path) -> bool:
+    """Whether ``path`` holds a whole image file (as the atomic writer leaves every output)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        return True
+    except Exception:  # Pillow raises many types for damaged files
+        return False
+
+
+def _peek_grayscale(path: Path) -> bool:
+    """Whether an image file holds gray pixels, from its header (no decoding); False if unknown."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.mode in ("1", "L", "I;16", "I;16B", "I;16L", "I", "F", "LA", "La")
+    except Exception:  # unreadable inputs get their one-line error from enhance()
+        return False
+
+
+def _work_units(model, loaded_size: tuple[int, int], tile: int) -> int:
+    """Patches (DAQE) or tiles (QGAUNet) an image of (height, width) runs as, for its progress bar."""
+    from daqe_tf.inference.routing import CELL, PATCH_OVERLAP, is_defocus_aware
+    from daqe_tf.inference.tiling import plan_tiles
+
+    height, width = loaded_size
+    if is_defocus_aware(model):
+        return len(plan_tiles(height, width, model.patch_size, PATCH_OVERLAP, CELL))
+    return len(plan_tiles(height, width, tile, 32, 16))
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) of an image file in stored orientation, from its header."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except Exception:
+        return None
+
+
+PATCH_BAR_MIN_PIXELS = 2_000_000  # images at least this large get their own progress bar (on a terminal)
+PATCH_BAR_DELAY_S = 0.5  # a bar appears only for work that takes longer
 
 
 def cmd_enhance(args) -> int:
@@ -101,32 +230,47 @@ def cmd_enhance(args) -> int:
         Path(args.maps).mkdir(parents=True, exist_ok=True)
     if many or output.suffix == "":
         output.mkdir(parents=True, exist_ok=True)
+    removed = remove_stale_temporaries([*outputs, *(p for base in map_bases for p in map_paths(base))])
+    if removed and not args.quiet:
+        print(f"daqe: removed {len(removed)} temporary file(s) left by an interrupted run", file=sys.stderr)
+    options = {}
+    for name in ("quality", "strength"):  # options of enhance() that the command passes through when set
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
     models: dict[bool, object] = {}
-    failed = 0
+    failed = skipped = 0
     bar = tqdm(list(zip(files, outputs, map_bases)), unit="image", disable=args.quiet or len(files) == 1, file=sys.stderr)
     for src, dst, map_base in bar:
         try:
-            map_paths = [] if map_base is None else [map_base.with_name(f"{map_base.name}_{k}.png") for k in ("defocus", "exits")]
-            for path in [dst, *map_paths]:
-                if path.exists() and not args.overwrite:
-                    if path.resolve() == src.resolve():
-                        raise ImageInputError(f"{path}: output would replace the input")
-                    raise FileExistsError(f"{path}: output exists (use --overwrite to replace it)")
-            from daqe_tf.io import load_image
-
-            grayscale = load_image(src).is_grayscale if args.model is None else False
+            targets = [dst, *map_paths(map_base)]
+            for path in targets:
+                if path.exists() and _same_input(path, src):
+                    raise ImageInputError(f"{path}: output would replace the input")
+            pending = set(targets) if args.overwrite else {p for p in targets if not p.exists()}
+            incomplete = [p for p in targets if p not in pending and not is_complete_image(p)]
+            if incomplete:
+                raise FileExistsError(f"{incomplete[0]}: exists but is not a complete image (use --overwrite to replace it)")
+            if not pending:
+                skipped += 1
+                if not args.quiet and len(files) == 1:
+                    print(f"daqe: skipped {src}: {dst} exists (use --overwrite to redo it)", file=sys.stderr)
+                continue
+            grayscale = _peek_grayscale(src) if args.model is None else False
             key = grayscale if args.model is None else True
             if key not in models:
-                models[key] = load_model(args.model, grayscale=grayscale)
+                models[key] = load_model(args.model, grayscale=grayscale, quiet=not args.verbose)
                 if args.maps and not is_defocus_aware(models[key]):
                     _error(f"--maps needs a defocus-aware (DAQE) model; {args.model or 'the shipped model'} "
                            f"is a {type(models[key]).__name__}, which uses one exit for the whole image")
                     return 2
-            result = enhance(src, models[key], exit_index=args.exit, tile=args.tile, defocus_map=bool(args.maps))
-            exif = reset_exif_orientation(result.source.exif) if result.source.exif else None
-            save_image(result.pixels, dst, exif=exif, icc_profile=result.source.icc_profile, source_paths=files)
+            with _patch_bar(src, models[key], args, single=len(files) == 1) as progress:
+                result = enhance(src, models[key], exit_index=args.exit, tile=args.tile, defocus_map=bool(args.maps),
+                                 progress=progress, **options)
+            if dst in pending:
+                exif = reset_exif_orientation(result.source.exif) if result.source.exif else None
+                save_image(result.pixels, dst, exif=exif, icc_profile=result.source.icc_profile, source_paths=files)
             if map_base is not None:
-                write_maps(result, map_base, files)
+                write_maps(result, map_base, files, only=pending)
             if not args.quiet:
                 tqdm.write(f"{src} -> {dst} [{result.evidence.describe()}; {result.describe_exits()}]", file=sys.stdout)
         except ModelFileError as error:
@@ -136,7 +280,57 @@ def cmd_enhance(args) -> int:
             failed += 1
             message = str(error)
             _error(message if str(src) in message else f"{src}: {message}")
+    if skipped and len(files) > 1 and not args.quiet:
+        print(f"daqe: skipped {skipped} of {len(files)} images whose outputs exist (use --overwrite to redo them)",
+              file=sys.stderr)
     return 1 if failed else 0
+
+
+def _same_input(path: Path, src: Path) -> bool:
+    try:
+        return path.resolve() == src.resolve() or os.path.samefile(path, src)
+    except OSError:
+        return False
+
+
+class _patch_bar:
+    """A progress bar over one image's patches (tiles for QGAUNet): for a single input, or for a
+    large image of a batch; only on a terminal, and never with ``--quiet``. Yields ``progress(done)``
+    for ``enhance`` (None when no bar is shown)."""
+
+    def __init__(self, src: Path, model, args, single: bool):
+        self.bar = None
+        if args.quiet or not _stderr_is_terminal():
+            return
+        size = _image_size(src)
+        if size is None or (not single and size[0] * size[1] < PATCH_BAR_MIN_PIXELS):
+            return
+        from tqdm import tqdm
+
+        total = _work_units(model, size, args.tile)
+        self.bar = tqdm(total=total, unit="patch", desc=src.name, leave=False, file=sys.stderr,
+                        position=0 if single else 1, delay=PATCH_BAR_DELAY_S)
+
+    def __enter__(self):
+        if self.bar is None:
+            return None
+
+        def progress(done: int) -> None:
+            self.bar.update(max(0, min(done, self.bar.total) - self.bar.n))
+
+        return progress
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+        return False
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def jpeg_info(path: Path) -> dict:
@@ -160,14 +354,24 @@ def jpeg_info(path: Path) -> dict:
     }
 
 
+def compression_summary(path: Path) -> str:
+    """What the enhancer will assume about the file's compression history (``JpegEvidence.describe``)."""
+    from daqe_tf.inference.pipeline import jpeg_evidence
+    from daqe_tf.io import load_image
+
+    return jpeg_evidence(load_image(path)).describe()
+
+
 def cmd_info(args) -> int:
+    from daqe_tf.io import ImageInputError
     from daqe_tf.jpeg.reader import JpegFormatError
 
     failed = 0
     for item in args.inputs:
         try:
             info = jpeg_info(Path(item))
-        except (JpegFormatError, OSError) as error:
+            info["compression"] = compression_summary(Path(item))
+        except (JpegFormatError, ImageInputError, OSError) as error:
             failed += 1
             _error(f"{item}: {error}")
             continue
@@ -178,6 +382,7 @@ def cmd_info(args) -> int:
         exact = "standard IJG tables" if info["standard_tables"] else "custom tables, nearest standard QF"
         print(f"{info['file']}: {info['width']}x{info['height']}, {info['components']} component(s), {info['subsampling']}, {kind}")
         print(f"  estimated quality: {info['estimated_quality']} ({exact})")
+        print(f"  compression assumed by the enhancer: {info['compression']}")
         for tid, table in info["tables"].items():
             users = [i for i, t in enumerate(info["component_tables"]) if str(t) == tid]
             print(f"  table {tid} ({table['precision_bits']}-bit, components {users}):")
@@ -203,7 +408,14 @@ def cmd_demo(args) -> int:
     tmp.write_bytes(jpeg.data)
     os.replace(tmp, jpeg_path)
     save_image(original, out / "sample_original.png")
-    result = enhance(jpeg_path, args.model, exit_index=args.exit)
+    from daqe_tf.inference.models import ModelFileError, load_model
+
+    try:
+        model = load_model(args.model, quiet=not args.verbose)
+    except ModelFileError as error:
+        _error(str(error))
+        return 1
+    result = enhance(jpeg_path, model, exit_index=args.exit)
     save_image(result.pixels, out / "sample_enhanced.png", source_paths=[jpeg_path])
     before, after = evaluate_pair(original, jpeg.decoded), evaluate_pair(original, result.pixels)
     print(f"wrote {out}/sample_original.png, {jpeg_path.name}, sample_enhanced.png")
@@ -221,18 +433,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     p.add_argument("--exit", type=parse_exit, default=None,
                    help="auto (default: a DAQE model picks an exit per patch by defocus; otherwise best), fast, balanced, best or an exit number (0 = fastest)")
-    p.add_argument("--model", help="a .keras model or a .tflite export (LiteRT) (default: the shipped model for the image kind)")
+    p.add_argument("--model", help="a .tflite export (LiteRT) or a .keras model (needs TensorFlow) "
+                                   "(default: the shipped model for the image kind, on LiteRT where installed)")
     p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default="png", help="output format for folder outputs (default png)")
     p.add_argument("--tile", type=int, default=512, help="tile size in pixels, a multiple of 16 (bounds memory)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)")
     p.add_argument("--maps", metavar="DIR", help="DAQE models: also write <stem>_defocus.png and <stem>_exits.png to DIR")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (inputs are never replaced); without it a rerun skips finished outputs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or per-file lines")
+    p.add_argument("-v", "--verbose", action="store_true", help="let TensorFlow and LiteRT print their log lines")
     p.set_defaults(func=cmd_enhance)
     p = sub.add_parser("demo", help="enhance a generated sample image and print the gain")
     p.add_argument("-o", "--output", default="daqe_demo", help="folder for the sample files (default daqe_demo)")
     p.add_argument("--quality", type=int, default=10, help="JPEG quality of the sample (default 10)")
     p.add_argument("--exit", type=parse_exit, default=None, help="auto (default), fast, balanced, best or an exit number")
     p.add_argument("--model", help="a .keras model or a .tflite export (LiteRT) (default: the shipped colour model)")
+    p.add_argument("-v", "--verbose", action="store_true", help="let TensorFlow and LiteRT print their log lines")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("info", help="print a JPEG's quantization tables, subsampling and estimated quality")
     p.add_argument("inputs", nargs="+")
@@ -246,7 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "enhance" and (args.tile % 16 or args.tile < 64):
         _error("--tile must be a multiple of 16 and at least 64")
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not getattr(args, "verbose", False):
+        # TensorFlow's C++ warnings, and its Python logger's (tf.function retracing), stay quiet;
+        # the start-up lines printed before these apply are held back while a model loads.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     return args.func(args)
 
 

@@ -343,8 +343,11 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _write_atomically(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write to a temporary sibling, fsync it, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    """Write to a temporary sibling, fsync it, then rename it over ``path``.
+
+    The sibling ``.<name>.<pid>.<12 hex>.tmp`` names its writer's process, so a later run can
+    tell a file a killed run left behind from a write in progress (``daqe_tf.cli``)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -1,13 +1,21 @@
-"""The daqe command: batches, bad inputs, never overwriting, info."""
+"""The daqe command: batches, bad inputs, never overwriting, resuming, quiet start-up, progress, info."""
 import io
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import daqe_tf.cli as cli
 from daqe_tf.cli import main
 from tests.helpers import natural_image, tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +50,7 @@ def test_batch_with_bad_files_continues_and_fails_status(tmp_path, model_file, c
         assert len(lines) == 1 and lines[0].startswith("daqe: error:"), (name, err)
 
 
-def test_single_file_output_and_never_overwrite(tmp_path, model_file):
+def test_single_file_output_and_never_overwrite(tmp_path, model_file, capsys):
     src = _write_jpeg(tmp_path / "a.jpg", natural_image(32, 32))
     before = src.read_bytes()
     assert main(["enhance", str(src), "-o", str(tmp_path / "a_out.png"), "--model", model_file, "-q"]) == 0
@@ -51,11 +59,15 @@ def test_single_file_output_and_never_overwrite(tmp_path, model_file):
     assert main(["enhance", str(src), "-o", str(src), "--model", model_file, "-q"]) == 1
     assert main(["enhance", str(src), "-o", str(src), "--model", model_file, "-q", "--overwrite"]) == 1
     assert src.read_bytes() == before
-    # Existing output kept unless --overwrite.
-    stamp = (tmp_path / "a_out.png").read_bytes()
-    assert main(["enhance", str(src), "-o", str(tmp_path / "a_out.png"), "--model", model_file, "-q"]) == 1
-    assert (tmp_path / "a_out.png").read_bytes() == stamp
-    assert main(["enhance", str(src), "-o", str(tmp_path / "a_out.png"), "--model", model_file, "-q", "--overwrite"]) == 0
+    # An existing (complete) output is kept and skipped, with a note; --overwrite redoes it.
+    out = tmp_path / "a_out.png"
+    stamp = out.read_bytes()
+    os.utime(out, ns=(0, 0))
+    assert main(["enhance", str(src), "-o", str(out), "--model", model_file]) == 0
+    assert out.read_bytes() == stamp and out.stat().st_mtime_ns == 0
+    assert f"skipped {src}: {out} exists" in capsys.readouterr().err
+    assert main(["enhance", str(src), "-o", str(out), "--model", model_file, "-q", "--overwrite"]) == 0
+    assert out.stat().st_mtime_ns > 0
 
 
 def test_same_stems_get_unique_outputs(tmp_path, model_file):
@@ -91,6 +103,12 @@ def test_info_prints_tables_subsampling_and_quality(tmp_path, capsys):
     assert main(["info", str(src)]) == 0
     text = capsys.readouterr().out
     assert "estimated quality: 42" in text and "table 1 (8-bit" in text
+    from daqe_tf.inference.pipeline import jpeg_evidence
+    from daqe_tf.io import load_image
+
+    assumed = jpeg_evidence(load_image(src)).describe()
+    assert f"  compression assumed by the enhancer: {assumed}" in text.splitlines()
+    assert first["compression"] == assumed
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff")
     assert main(["info", str(tmp_path / "bad.jpg")]) == 1
 
@@ -118,4 +136,88 @@ def test_maps_of_a_daqe_model_and_a_clear_error_for_qgaunet(tmp_path, model_file
     err = capsys.readouterr().err
     assert status == 2 and "--maps needs a defocus-aware (DAQE) model" in err and "QGAUNet" in err
     assert main(["enhance", str(src), "-o", str(tmp_path / "f.png"), "--model", str(daqe_file), "--maps", str(maps), "--exit", "best"]) == 2
-    assert main(["enhance", str(src), "-o", str(tmp_path / "out.png"), "--model", str(daqe_file), "--maps", str(maps)]) == 1  # maps exist
+    # A rerun with the output and maps in place skips; one missing file is written, the others kept.
+    rerun = ["enhance", str(src), "-o", str(tmp_path / "out.png"), "--model", str(daqe_file), "--maps", str(maps)]
+    assert main(rerun) == 0 and "exists" in capsys.readouterr().err
+    (tmp_path / "out.png").unlink()
+    os.utime(maps / "photo_exits.png", ns=(0, 0))
+    assert main(rerun) == 0
+    assert (tmp_path / "out.png").is_file() and (maps / "photo_exits.png").stat().st_mtime_ns == 0
+
+
+def test_rerun_resumes_an_interrupted_batch(tmp_path, model_file, capsys):
+    """Finished outputs are skipped (exit 0, said on stderr), temporary files of dead writers are removed,
+    a live writer's and a fresh untagged one are left alone; --overwrite redoes everything."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for i in range(3):
+        _write_jpeg(inputs / f"p{i}.jpg", natural_image(32, 48, seed=i))
+    assert main(["enhance", str(inputs), "-o", str(out), "--model", model_file, "-q"]) == 0
+    done = out / "p0.png"
+    stamp = done.read_bytes()
+    os.utime(done, ns=(0, 0))
+    for name in ("p1.png", "p2.png"):
+        (out / name).unlink()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = [out / f".p1.png.{int(dead.stdout)}.0123456789ab.tmp", out / ".p2.png.0123456789ab.tmp"]
+    kept = [out / f".p2.png.{os.getpid()}.abcdef012345.tmp", out / ".p1.png.abcdef012345.tmp", out / ".other.tmp"]
+    for path in stale + kept:
+        path.write_bytes(b"half an image")
+    old = time.time() - 2 * cli.UNTAGGED_TEMP_AGE_S
+    os.utime(stale[1], (old, old))
+
+    assert main(["enhance", str(inputs), "-o", str(out), "--model", model_file]) == 0
+    captured = capsys.readouterr()
+    assert "removed 2 temporary file(s)" in captured.err
+    assert "skipped 1 of 3 images whose outputs exist" in captured.err
+    assert done.read_bytes() == stamp and done.stat().st_mtime_ns == 0
+    assert "p0.jpg" not in captured.out and "p1.jpg" in captured.out and "p2.jpg" in captured.out
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+    assert sorted(p.name for p in out.glob("*.png")) == ["p0.png", "p1.png", "p2.png"]
+
+    assert main(["enhance", str(inputs), "-o", str(out), "--model", model_file, "--overwrite", "-q"]) == 0
+    assert done.stat().st_mtime_ns > 0
+
+
+def test_an_existing_output_that_is_not_a_whole_image_is_an_error(tmp_path, model_file, capsys):
+    src = _write_jpeg(tmp_path / "a.jpg", natural_image(32, 32))
+    out = tmp_path / "a.png"
+    out.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    assert main(["enhance", str(src), "-o", str(out), "--model", model_file, "-q"]) == 1
+    assert "not a complete image" in capsys.readouterr().err
+    assert out.read_bytes().endswith(b"truncated")
+    assert main(["enhance", str(src), "-o", str(out), "--model", model_file, "-q", "--overwrite"]) == 0
+
+
+def test_a_single_image_shows_its_progress_on_a_terminal(tmp_path, model_file, capsys, monkeypatch):
+    src = _write_jpeg(tmp_path / "a.jpg", natural_image(160, 200))
+    monkeypatch.setattr(cli, "PATCH_BAR_DELAY_S", 0.0)
+    assert main(["enhance", str(src), "-o", str(tmp_path / "plain.png"), "--model", model_file, "--tile", "64"]) == 0
+    assert "patch" not in capsys.readouterr().err  # not a terminal: no bar
+    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
+    assert main(["enhance", str(src), "-o", str(tmp_path / "a.png"), "--model", model_file, "--tile", "64"]) == 0
+    err = capsys.readouterr().err
+    from daqe_tf.inference.tiling import plan_tiles
+
+    tiles = len(plan_tiles(160, 200, 64, 32, 16))  # a QGAUNet runs tiles
+    assert "a.jpg" in err and f"/{tiles} [" in err and "patch/s" in err
+    assert main(["enhance", str(src), "-o", str(tmp_path / "q.png"), "--model", model_file, "--tile", "64", "-q"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def _cli(args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell has it
+    return subprocess.run([sys.executable, "-m", "daqe_tf", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_no_runtime_log_lines_unless_verbose(tmp_path, model_file):
+    """The shipped default (LiteRT) and a .keras model (TensorFlow) both start without log lines on stderr."""
+    src = _write_jpeg(tmp_path / "a.jpg", natural_image(48, 64))
+    shipped = _cli(["enhance", str(src), "-o", str(tmp_path / "shipped.png")], tmp_path)
+    assert shipped.returncode == 0 and shipped.stderr == "", shipped.stderr
+    assert "a.jpg ->" in shipped.stdout
+    keras = _cli(["enhance", str(src), "-o", str(tmp_path / "keras.png"), "--model", model_file], tmp_path)
+    assert keras.returncode == 0 and keras.stderr == "", keras.stderr
+    verbose = _cli(["enhance", str(src), "-o", str(tmp_path / "verbose.png"), "--verbose"], tmp_path)
+    assert verbose.returncode == 0 and "a.jpg ->" in verbose.stdout

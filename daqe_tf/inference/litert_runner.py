@@ -6,16 +6,23 @@ ships, so its output is the reference the app is checked against. This module ne
 call path imports TensorFlow or Keras. ``LiteRTModel`` offers the surface ``enhance`` uses
 on a Keras model (``image_channels``, ``num_exits``, ``stride``, ``model(inputs, exit_index)``),
 reading what the file alone cannot say from the ``<file>.json`` that ``export.main`` writes.
+
+Speed: signatures take any batch size, so batch slots that only repeat the batch's last item
+(the routing pads every batch to one size, which a traced Keras function needs) are not run
+when the model's batch items are independent (every family but DAQE's "transformer" texture,
+whose batch is its reference set). Calls are serialised by a lock, so one model may serve
+several threads.
 """
 from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 
-from daqe_tf.inference.models import ModelFileError
+from daqe_tf.inference.models import ModelFileError, native_stderr_silenced
 
 
 class LiteRTModel:
@@ -27,7 +34,7 @@ class LiteRTModel:
     16 px cell, and ``patch_size`` / ``thresholds`` route patches to exits (None for QGAUNet).
     """
 
-    def __init__(self, path: str | os.PathLike, num_threads: int = 2):
+    def __init__(self, path: str | os.PathLike, num_threads: int = 2, *, quiet: bool = True):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as error:
@@ -64,7 +71,11 @@ class LiteRTModel:
         if self.metadata.get("routing", "defocus") != "defocus" and "routing" not in self.metadata["outputs"]:
             # Its thresholds are not in defocus units, so defocus cannot stand in for the routing value.
             raise ModelFileError(f"{self.path}: routes by {self.metadata['routing']!r} but its metadata names no routing output")
-        self._runners: dict = {}
+        # Batch items that do not see each other: trailing repeats of the last one can be skipped.
+        self.batch_independent = self.family != "daqe" or config.get("texture", "cnn") == "cnn"
+        self._runners: dict = {}  # key -> (signature runner, whether its batch size may vary)
+        self._lock = threading.Lock()
+        self._quiet_first_call = quiet  # the delegate prints an INFO line when it is created
 
     def signature_keys(self) -> list[str]:
         """Exits, then ``defocus`` (DAQE), then a cascade's stages and heads, then the fixed tile."""
@@ -74,10 +85,25 @@ class LiteRTModel:
 
     def run(self, key: str, inputs: dict) -> dict:
         """One signature on named float32 inputs (``{"image", "qmap"}`` for most); returns its outputs by name."""
-        if key not in self._runners:
-            self._runners[key] = self._interpreter.get_signature_runner(key)
-        arrays = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in inputs.items()}
-        return self._runners[key](**arrays)
+        arrays = {name: np.asarray(value, dtype=np.float32) for name, value in inputs.items()}
+        with self._lock:
+            if key not in self._runners:
+                runner = self._interpreter.get_signature_runner(key)
+                details = runner.get_input_details().values()
+                self._runners[key] = (runner, all(d["shape_signature"][0] == -1 for d in details))
+            runner, dynamic_batch = self._runners[key]
+            batch = len(next(iter(arrays.values())))
+            used = _distinct_prefix(arrays) if dynamic_batch and self.batch_independent else batch
+            feeds = {name: np.ascontiguousarray(value[:used]) for name, value in arrays.items()}
+            if self._quiet_first_call:
+                with native_stderr_silenced():
+                    outputs = runner(**feeds)
+                self._quiet_first_call = False
+            else:
+                outputs = runner(**feeds)
+        if used < batch:  # the skipped slots repeat the last item, and so does their output
+            outputs = {name: _repeat_last(value, batch) for name, value in outputs.items()}
+        return outputs
 
     def cascade_stage(self, inputs: dict, stage: int, context=None, summary=None):
         """``DAQENet.cascade_stage`` on the file's ``stage_<m>`` signature: (features, summary, score or None)."""
@@ -120,3 +146,19 @@ class LiteRTModel:
 
     def __repr__(self) -> str:
         return f"LiteRTModel({str(self.path)!r}, {self.family}, {self.metadata['variant']}, {self.num_exits} exits)"
+
+
+def _distinct_prefix(arrays: dict) -> int:
+    """Length of the batch without its trailing slots that repeat the item before them in every input."""
+    values = list(arrays.values())
+    used = len(values[0])
+    while used > 1 and all(np.array_equal(v[used - 1], v[used - 2]) for v in values):
+        used -= 1
+    return used
+
+
+def _repeat_last(value: np.ndarray, batch: int) -> np.ndarray:
+    value = np.asarray(value)
+    if value.ndim == 0 or len(value) >= batch:
+        return value
+    return np.concatenate([value, np.repeat(value[-1:], batch - len(value), axis=0)])
