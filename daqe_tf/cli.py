@@ -81,6 +81,29 @@ def map_paths(base: Path | None) -> list[Path]:
     return [] if base is None else [base.with_name(f"{base.name}_{kind}.png") for kind in MAP_KINDS]
 
 
+def parse_quality(value: str) -> int:
+    try:
+        quality = int(value)
+    except ValueError:
+        quality = None
+    if quality is None or not 1 <= quality <= 100:
+        raise argparse.ArgumentTypeError(f"--quality takes a JPEG quality factor 1..100, not {value!r}")
+    return quality
+
+
+def parse_strength(value: str) -> float:
+    from daqe_tf.inference.pipeline import MAX_STRENGTH
+
+    try:
+        strength = float(value)
+    except ValueError:
+        strength = float("nan")
+    if not 0.0 <= strength <= MAX_STRENGTH:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"--strength takes a number from 0 (the input) through 1 (the model's output) to {MAX_STRENGTH:g}, not {value!r}")
+    return strength
+
+
 def write_maps(result, base: Path, source_paths, only: set[Path] | None = None) -> list[Path]:
     """``<base>_defocus.png`` (gray: black sharp, white sigma >= 8 px) and ``<base>_exits.png``
     (the input under each 16-px cell's exit colour: blue = exit 0 ... red = deepest), display orientation.
@@ -225,6 +248,9 @@ def cmd_enhance(args) -> int:
     if args.maps and args.exit is not None:
         _error("--maps shows how a DAQE model routes patches by defocus; it needs --exit auto")
         return 2
+    if args.maps and args.strength == 0:
+        _error("--maps shows how the model routed patches; with --strength 0 no model runs")
+        return 2
     map_bases = plan_outputs(files, Path(args.maps), True, "") if args.maps else [None] * len(files)
     if args.maps:
         Path(args.maps).mkdir(parents=True, exist_ok=True)
@@ -233,10 +259,7 @@ def cmd_enhance(args) -> int:
     removed = remove_stale_temporaries([*outputs, *(p for base in map_bases for p in map_paths(base))])
     if removed and not args.quiet:
         print(f"daqe: removed {len(removed)} temporary file(s) left by an interrupted run", file=sys.stderr)
-    options = {}
-    for name in ("quality", "strength"):  # options of enhance() that the command passes through when set
-        if getattr(args, name, None) is not None:
-            options[name] = getattr(args, name)
+    options = {"quality": args.quality, "strength": args.strength}
     models: dict[bool, object] = {}
     failed = skipped = 0
     bar = tqdm(list(zip(files, outputs, map_bases)), unit="image", disable=args.quiet or len(files) == 1, file=sys.stderr)
@@ -272,7 +295,7 @@ def cmd_enhance(args) -> int:
             if map_base is not None:
                 write_maps(result, map_base, files, only=pending)
             if not args.quiet:
-                tqdm.write(f"{src} -> {dst} [{result.evidence.describe()}; {result.describe_exits()}]", file=sys.stdout)
+                tqdm.write(f"{src} -> {dst} [{describe_result(result, args.strength)}]", file=sys.stdout)
         except ModelFileError as error:
             _error(str(error))
             return 1
@@ -284,6 +307,14 @@ def cmd_enhance(args) -> int:
         print(f"daqe: skipped {skipped} of {len(files)} images whose outputs exist (use --overwrite to redo them)",
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def describe_result(result, strength: float) -> str:
+    """The per-file line's facts: the compression assumed, the exits taken, the strength when not 1."""
+    if strength == 0:
+        return f"{result.evidence.describe()}; strength 0: the input unchanged"
+    facts = f"{result.evidence.describe()}; {result.describe_exits()}"
+    return facts if strength == 1 else f"{facts}; strength {strength:g}"
 
 
 def _same_input(path: Path, src: Path) -> bool:
@@ -435,6 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default: a DAQE model picks an exit per patch by defocus; otherwise best), fast, balanced, best or an exit number (0 = fastest)")
     p.add_argument("--model", help="a .tflite export (LiteRT) or a .keras model (needs TensorFlow) "
                                    "(default: the shipped model for the image kind, on LiteRT where installed)")
+    p.add_argument("--quality", metavar="QF", type=parse_quality, default=None,
+                   help="assume this JPEG quality (1-100, standard tables) instead of the compression history "
+                        "estimated from the file and its pixels (daqe info shows the estimate)")
+    p.add_argument("--strength", metavar="S", type=parse_strength, default=1.0,
+                   help="0 keeps the input, 1 (default) is the model's output, up to 2 exaggerates the correction")
     p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default="png", help="output format for folder outputs (default png)")
     p.add_argument("--tile", type=int, default=512, help="tile size in pixels, a multiple of 16 (bounds memory)")
     p.add_argument("--maps", metavar="DIR", help="DAQE models: also write <stem>_defocus.png and <stem>_exits.png to DIR")

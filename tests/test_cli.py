@@ -221,3 +221,38 @@ def test_no_runtime_log_lines_unless_verbose(tmp_path, model_file):
     assert keras.returncode == 0 and keras.stderr == "", keras.stderr
     verbose = _cli(["enhance", str(src), "-o", str(tmp_path / "verbose.png"), "--verbose"], tmp_path)
     assert verbose.returncode == 0 and "a.jpg ->" in verbose.stdout
+
+
+def test_quality_and_strength_pass_through_with_clear_errors(tmp_path, model_file, capsys):
+    from daqe_tf.inference.pipeline import jpeg_evidence
+    from daqe_tf.io import load_image
+
+    src = _write_jpeg(tmp_path / "a.jpg", natural_image(32, 48), quality=20)
+    decoded = np.asarray(Image.open(src))
+    run = ["enhance", str(src), "--model", model_file]
+    assert main([*run, "-o", str(tmp_path / "full.png")]) == 0
+    full = np.asarray(Image.open(tmp_path / "full.png"))
+    assert jpeg_evidence(load_image(src)).describe() in capsys.readouterr().out
+
+    assert main([*run, "-o", str(tmp_path / "q60.png"), "--quality", "60"]) == 0
+    assert f"[{jpeg_evidence(load_image(src), 60).describe()};" in capsys.readouterr().out
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "q60.png")), full)  # a finer Q-map, another output
+
+    assert main([*run, "-o", str(tmp_path / "s0.png"), "--strength", "0"]) == 0
+    assert "strength 0: the input unchanged" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "s0.png")), decoded)
+    assert main([*run, "-o", str(tmp_path / "s05.png"), "--strength", "0.5"]) == 0
+    assert "; strength 0.5]" in capsys.readouterr().out
+    half = np.asarray(Image.open(tmp_path / "s05.png")).astype(int)
+    expected = decoded + 0.5 * (full.astype(int) - decoded)
+    assert np.abs(half - expected).max() <= 1
+
+    for option, value, message in (("--quality", "0", "--quality takes a JPEG quality factor 1..100"),
+                                   ("--quality", "high", "--quality takes"),
+                                   ("--strength", "-0.5", "--strength takes a number from 0"),
+                                   ("--strength", "nan", "--strength takes"),
+                                   ("--strength", "9", "--strength takes")):
+        with pytest.raises(SystemExit) as stop:
+            main([*run, "-o", str(tmp_path / "x.png"), option, value])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
