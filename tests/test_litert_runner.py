@@ -1,6 +1,7 @@
 """LiteRTModel and the LiteRT pipeline: no TensorFlow or Keras on the path (checked in subprocesses,
 one of them with imports of both blocked), output matching the Keras pipeline (QGAUNet tiles and
-DAQENet's defocus-routed patches), CLI fallbacks."""
+DAQENet's defocus-routed patches), CLI fallbacks, the shipped default on LiteRT, skipped
+repeated batch slots, Keras finding the model classes after ``import daqe_tf``."""
 import json
 import os
 import shutil
@@ -171,3 +172,77 @@ def test_a_readout_routed_file_without_its_routing_output_is_refused(tmp_path, e
     metadata_path(tmp_path / "broken.tflite").write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="names no routing output"):
         LiteRTModel(tmp_path / "broken.tflite")
+
+
+def test_the_shipped_default_runs_on_litert_and_loads_once():
+    """Where LiteRT is installed the shipped models run on their .tflite files, whatever else is installed."""
+    from daqe_tf.inference.models import default_model_path, shipped_model_path
+
+    for grayscale in (False, True):
+        model = load_model(grayscale=grayscale)
+        assert isinstance(model, LiteRTModel) and model.path == default_model_path(grayscale).with_suffix(".tflite")
+        assert shipped_model_path(grayscale) == model.path
+        assert load_model(grayscale=grayscale) is model  # every enhance() without a model reuses it
+    assert load_model(grayscale=False).image_channels == 3 and load_model(grayscale=True).image_channels == 1
+
+
+def _spy_rows(litert: LiteRTModel, key: str) -> list:
+    """Record the batch size each call of signature ``key`` runs with."""
+    litert.run(key, {"image": np.zeros((1, 32, 32, 3), np.float32), "qmap": np.zeros((1, 32, 32, 2), np.float32)})
+    runner, dynamic = litert._runners[key]
+    rows = []
+
+    def spy(**feeds):
+        rows.append(len(feeds["image"]))
+        return runner(**feeds)
+
+    litert._runners[key] = (spy, dynamic)
+    return rows
+
+
+def test_repeated_batch_slots_are_not_run(tmp_path, exported):
+    """The routing pads batches by repeating the last patch; LiteRT runs the distinct ones only, and the
+    outputs are those of the full batch. A "transformer" texture sees its whole batch, so it runs all."""
+    _, paths = exported("daqe_cnn")
+    litert = LiteRTModel(paths["float32"])
+    assert litert.batch_independent
+    inputs = jpeg_inputs(3, 32, 32, 3)
+    padded = {name: value[[0, 1, 2, 2, 2, 2]] for name, value in inputs.items()}
+    rows = _spy_rows(litert, litert.signatures["exits"][1])
+    out = litert(padded, 1)
+    assert rows == [3] and out.shape[0] == 6
+    np.testing.assert_array_equal(out[3:], np.repeat(out[2:3], 3, axis=0))
+    np.testing.assert_allclose(out[:3], litert(inputs, 1), rtol=0, atol=1e-6)
+
+    meta = json.loads(metadata_path(paths["float32"]).read_text())
+    meta["model_config"]["texture"] = "transformer"
+    shutil.copyfile(paths["float32"], tmp_path / "t.tflite")
+    metadata_path(tmp_path / "t.tflite").write_text(json.dumps(meta))
+    coupled = LiteRTModel(tmp_path / "t.tflite")
+    assert not coupled.batch_independent
+    rows = _spy_rows(coupled, coupled.signatures["exits"][1])
+    coupled(padded, 1)
+    assert rows == [6]
+
+
+IMPORT_ORDERS = {
+    "daqe_tf first": "import daqe_tf\nlight = not {'keras', 'tensorflow'} & set(sys.modules)\nimport keras\n",
+    "keras first": "import keras\nimport daqe_tf\nlight = True\n",
+}
+
+
+@pytest.mark.parametrize("order", sorted(IMPORT_ORDERS))
+def test_keras_loads_daqe_models_after_import_daqe_tf(tmp_path, exported, order):
+    """``import daqe_tf`` (which imports no Keras) then ``keras.models.load_model(safe_mode=True)`` finds
+    the model classes, in either import order."""
+    model, _ = exported("daqe_cnn")
+    path = tmp_path / "daqe.keras"
+    model.save(path)
+    script = "import sys\n" + IMPORT_ORDERS[order] + textwrap.dedent(f"""
+        loaded = keras.models.load_model({str(path)!r}, safe_mode=True)
+        print("LOADED", type(loaded).__name__, light)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "LOADED DAQENet True" in done.stdout
