@@ -463,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="JPEG files or folders")
     p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
     p.add_argument("--exit", type=parse_exit, default=None,
-                   help="auto (default: a DAQE model picks an exit per patch by defocus; otherwise best), fast, balanced, best or an exit number (0 = fastest)")
+                   help="auto (default: a DAQE model picks an exit per patch by defocus; otherwise best), "
+                        "fast, balanced, best or an exit number (0 = fastest)")
     p.add_argument("--model", help="a .tflite export (LiteRT) or a .keras model (needs TensorFlow) "
                                    "(default: the shipped model for the image kind, on LiteRT where installed)")
     p.add_argument("--quality", metavar="QF", type=parse_quality, default=None,

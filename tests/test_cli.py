@@ -1,5 +1,4 @@
 """The daqe command: batches, bad inputs, never overwriting, resuming, quiet start-up, progress, info."""
-import io
 import json
 import os
 import subprocess
