@@ -388,13 +388,15 @@ def jpeg_info(path: Path) -> dict:
 def compression_summary(path: Path) -> str:
     """What the enhancer will assume about the file's compression history (``JpegEvidence.describe``)."""
     from daqe_tf.inference.pipeline import jpeg_evidence
-    from daqe_tf.io import load_image
+    from daqe_tf.io import ImageInputError, load_image
 
-    return jpeg_evidence(load_image(path)).describe()
+    try:
+        return jpeg_evidence(load_image(path)).describe()
+    except ImageInputError as error:  # the header facts still print
+        return f"none: the enhancer refuses this file ({error})"
 
 
 def cmd_info(args) -> int:
-    from daqe_tf.io import ImageInputError
     from daqe_tf.jpeg.reader import JpegFormatError
 
     failed = 0
@@ -402,7 +404,7 @@ def cmd_info(args) -> int:
         try:
             info = jpeg_info(Path(item))
             info["compression"] = compression_summary(Path(item))
-        except (JpegFormatError, ImageInputError, OSError) as error:
+        except (JpegFormatError, OSError) as error:
             failed += 1
             _error(f"{item}: {error}")
             continue
