@@ -12,6 +12,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
+def pytest_collection_modifyitems(items):
+    """A test that uses the ``exported`` fixture waits for LiteRT conversions: it is ``slow``."""
+    for item in items:
+        if "exported" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def daqe_image_folder(tmp_path_factory):
     """Three small images for DAQE training and refits, one blurred on its left half so the clusters differ."""

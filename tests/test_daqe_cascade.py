@@ -182,6 +182,7 @@ def test_mixed_cascade_routes_by_the_stage_scores_and_survives_a_safe_reload(tmp
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 def test_fit_tool_builds_a_cascade_within_the_budget(tmp_path, daqe_image_folder, capsys):
     from daqe_tf.complexity import count_macs
     from daqe_tf.inference.pipeline import enhance

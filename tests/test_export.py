@@ -172,6 +172,7 @@ def _small_gray_unet(policy: str):
     return model
 
 
+@pytest.mark.slow
 def test_cli_exports_a_mixed_precision_gray_model_as_float32(tmp_path, capsys):
     reference = _small_gray_unet("float32")
     rng = np.random.default_rng(5)

@@ -2,6 +2,7 @@
 agreement and one latency row per signature and variant."""
 import re
 
+import pytest
 from PIL import Image
 
 from benchmarks import export_report
@@ -9,6 +10,7 @@ from tests.export_cases import build_case
 from tests.helpers import markdown_table, natural_image
 
 
+@pytest.mark.slow  # exports three LiteRT variants
 def test_export_report_prints_quality_and_latency(tmp_path, capsys, representative_images):
     model = build_case("daqe_cnn")
     model.save(tmp_path / "daqe.keras")

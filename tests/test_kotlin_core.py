@@ -982,6 +982,7 @@ def kotlin_run(tmp_path_factory):
     return manifest, proc
 
 
+@pytest.mark.slow  # compiles the Kotlin core and its JUnit tests
 def test_kotlin_core_passes_junit_on_python_vectors(kotlin_run):
     _, proc = kotlin_run
     output = proc.stdout + proc.stderr
@@ -991,6 +992,7 @@ def test_kotlin_core_passes_junit_on_python_vectors(kotlin_run):
     assert len(_test_classes()) >= 6
 
 
+@pytest.mark.slow  # the same Kotlin build
 def test_kotlin_tests_read_every_vector_set(kotlin_run):
     """Each vector set was read and checked case by case, not skipped for lack of the folder."""
     manifest, proc = kotlin_run

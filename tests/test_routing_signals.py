@@ -1,6 +1,7 @@
 """benchmarks.routing_signals on a tiny DAQE model: the assembled routed error and the table."""
 import keras
 import numpy as np
+import pytest
 
 from benchmarks import routing_signals
 from daqe_tf.inference.pipeline import enhance
@@ -38,6 +39,7 @@ def test_one_exit_everywhere_scores_as_the_real_blended_image():
     assert result[10][0] > 0.5  # the exits differ, so the check above is not 0 == 0
 
 
+@pytest.mark.slow
 def test_main_prints_every_signal_per_budget_and_qf(tmp_path, capsys):
     model = _tiny_daqe()
     model.save(tmp_path / "daqe.keras")

@@ -32,7 +32,8 @@ def test_degrade_covers_configured_range_and_kinds():
         decoded, qmap, quality = degrade(rng, image, cfg)
         assert decoded.shape == image.shape and qmap.shape == (48, 48, 2)
         qualities.append(quality)
-    assert min(qualities) >= 10 and max(qualities) <= 90
+    # A re-saved pair whose first save its pixels do not show is read as its last save.
+    assert min(qualities) >= 10 and max(qualities) <= cfg.resave_quality_max
     assert np.median(qualities) < 50  # biased towards hard, low qualities
     decoded, qmap, _ = degrade(rng, image[..., 0].copy(), cfg)
     assert decoded.ndim == 2 and qmap.shape == (48, 48, 1)
@@ -59,6 +60,7 @@ def _config(run_dir, image_folder, steps, grayscale=False):
     )
 
 
+@pytest.mark.slow
 def test_train_writes_artefacts_and_resumes(tmp_path, image_folder):
     import keras
 
@@ -82,6 +84,7 @@ def test_train_writes_artefacts_and_resumes(tmp_path, image_folder):
     assert json.loads((run_dir / "checkpoint" / "state.json").read_text())["batch_index"] == 6
 
 
+@pytest.mark.slow
 def test_init_weights_starts_from_a_model_file_and_snapshots_are_saved(tmp_path, image_folder):
     import dataclasses
 
@@ -120,6 +123,7 @@ def test_init_weights_starts_from_a_model_file_and_snapshots_are_saved(tmp_path,
         Trainer(dataclasses.replace(cfg, run_dir=str(tmp_path / "m"), init_weights=str(tmp_path / "none.keras")))
 
 
+@pytest.mark.slow
 def test_grayscale_training_step(tmp_path, image_folder):
     from train.loop import Trainer
 
@@ -128,6 +132,7 @@ def test_grayscale_training_step(tmp_path, image_folder):
     assert trainer.model.image_channels == 1 and trainer.step == 2
 
 
+@pytest.mark.slow
 def test_perceptual_and_adversarial_terms_train_and_resume(tmp_path, image_folder):
     import dataclasses
 

@@ -91,6 +91,7 @@ def test_own_cluster_exit_gets_the_extra_weight():
     np.testing.assert_allclose(np.asarray(plain), np.asarray(weights) @ per_exit, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_daqe_trains_with_fitted_thresholds_and_defocus_loss_then_resumes(tmp_path, daqe_image_folder):
     import keras
 

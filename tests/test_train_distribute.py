@@ -107,6 +107,7 @@ def _digest_line(output: str) -> str:
     return lines[0].rsplit(" ", 1)[-1]
 
 
+@pytest.mark.slow
 def test_two_workers_on_localhost_stay_in_sync_and_learn(tmp_path, symmetric_folder):
     import keras
 
@@ -168,6 +169,7 @@ Trainer(TrainConfig.from_dict(config)).run()
 """
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_logical_cpus_halves_the_batch(tmp_path, symmetric_folder):
     cfg = TrainConfig(run_dir=str(tmp_path / "run"), train_data=str(symmetric_folder), grayscale=True,
                       model_config=TINY_MODEL_CONFIG, steps=2, batch_size=4, patch_size=32, warmup_steps=1,
@@ -183,6 +185,7 @@ def test_mirrored_over_two_logical_cpus_halves_the_batch(tmp_path, symmetric_fol
     assert (tmp_path / "run" / "final.keras").is_file()
 
 
+@pytest.mark.slow
 def test_sigkill_then_same_command_resumes_from_the_checkpoint(tmp_path, symmetric_folder):
     from train.loop import Trainer
 
@@ -276,6 +279,7 @@ def _scan_events(folder):
     return tags
 
 
+@pytest.mark.slow
 def test_tensorboard_scalars_and_validation_images_for_daqe(tmp_path, image_folder):
     import tensorflow as tf
 
@@ -303,6 +307,7 @@ def test_tensorboard_scalars_and_validation_images_for_daqe(tmp_path, image_fold
         assert tf.io.decode_png(png).shape[:2] == (64, 64)
 
 
+@pytest.mark.slow
 def test_mixed_precision_trains_and_saves_float32(tmp_path, image_folder):
     import keras
 

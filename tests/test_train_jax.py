@@ -16,6 +16,7 @@ import pytest
 from tests.helpers import TINY_DAQE_CONFIG, TINY_MODEL_CONFIG, write_image_folder
 
 pytest.importorskip("jax")
+pytestmark = pytest.mark.slow  # every test trains in a JAX subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 
