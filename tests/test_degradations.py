@@ -1,10 +1,10 @@
-"""Training degradations: double JPEG on a shifted grid, gray pairs for colour models."""
+"""Training degradations: re-saved JPEGs with the estimator's evidence, gray pairs for colour models."""
 import numpy as np
 import pytest
 
 from daqe_tf.inference.pipeline import JpegEvidence, window_qmaps
+from daqe_tf.jpeg.history import estimate_history
 from daqe_tf.jpeg.qmap import qmap_from_tables
-from daqe_tf.jpeg import simulate
 from daqe_tf.jpeg.simulate import compress
 from daqe_tf.jpeg.tables import tables_for_quality
 from daqe_tf.metrics import rgb_to_y_uint8
@@ -21,34 +21,58 @@ def _block_phase(image: np.ndarray) -> int:
     return (int(np.argmax(energy)) + 1) % 8
 
 
-def test_double_jpeg_recompresses_a_crop_of_an_earlier_jpeg(monkeypatch):
-    """Every pixel is compressed twice; the first grid is offset by a random 0..7 px, the Q-map is the second's."""
-    calls = []
+def _textured(size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = natural_image(size, size, 3, seed).astype(np.float64)
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
-    def spy(image, *args, **kwargs):
-        result = compress(image, *args, **kwargs)
-        calls.append((np.array(image), result))
-        return result
 
-    monkeypatch.setattr(degradations, "compress", spy)
-    monkeypatch.setattr(simulate, "compress", spy)  # the earlier JPEG (daqe_tf.jpeg.simulate.earlier_jpeg_crop)
-    image = natural_image(64, 64, channels=1, seed=3)
-    cfg = DegradationConfig(quality_min=10, quality_max=10, double_jpeg_prob=1.0, custom_table_prob=0.0)
+def test_resaved_pairs_carry_the_estimators_evidence_with_the_crop_at_its_grid(monkeypatch):
+    """Heavy then milder on another grid; the Q-map is what the enhancer's estimator reads, the crop starts at its grid."""
+    estimates = []
+
+    def spy(pixels, last=None):
+        found = estimate_history(pixels, last)
+        estimates.append(found)
+        return found
+
+    monkeypatch.setattr(degradations, "estimate_history", spy)
+    image = _textured(128, seed=3)
+    padded = np.pad(image, ((0, 8), (0, 8), (0, 0)), mode="reflect")
+    cfg = DegradationConfig(quality_min=10, quality_max=10, double_jpeg_prob=1.0, custom_table_prob=0.0,
+                            resave_aligned_prob=0.0, resave_triple_prob=0.0, resave_resize_prob=0.0)
     rng = np.random.default_rng(0)
-    offsets = set()
-    for _ in range(24):
-        calls.clear()
-        decoded, qmap, _ = degrade(rng, image, cfg)
-        (first_in, first), (second_in, second) = calls
-        dy, dx = first_in.shape[0] - 64, first_in.shape[1] - 64
-        assert 0 <= dy < 8 and 0 <= dx < 8
-        np.testing.assert_array_equal(first_in[dy:, dx:], image)  # the earlier JPEG covers the whole crop
-        np.testing.assert_array_equal(second_in, first.decoded[dy:, dx:])  # the crop of it is compressed again
-        np.testing.assert_array_equal(decoded, second.decoded)
-        assert _block_phase(second_in) == (-dy) % 8  # the earlier grid, seen from the crop
-        np.testing.assert_array_equal(qmap, qmap_from_tables(second.luma_table, None, 64, 64, "gray"))
-        offsets.add((dy, dx))
-    assert len({dy for dy, _ in offsets}) > 4 and len({dx for _, dx in offsets}) > 4
+    windows, found_earlier = set(), 0
+    for _ in range(10):
+        estimates.clear()
+        target, decoded, qmap, quality = degrade_pair(rng, image, cfg)
+        assert target.shape == decoded.shape == image.shape and qmap.shape == (128, 128, 2)
+        (found,) = estimates
+        used = found.dominant
+        gy, gx = used.grid
+        np.testing.assert_array_equal(target, padded[gy : gy + 128, gx : gx + 128])  # the clean crop, cut at that grid
+        expected = qmap_from_tables(used.luma_table, used.chroma_table, 128, 128, used.subsampling)
+        np.testing.assert_array_equal(qmap, expected)  # exactly the estimator's evidence
+        assert quality == used.quality
+        if found.earlier is not None:
+            found_earlier += 1
+            # The heavy save (a crop's few blocks may read as a divisor of its steps), its grid at the crop's origin.
+            assert quality < cfg.resave_quality_min and _block_phase(decoded) == 0
+        windows.add((gy, gx))
+    assert found_earlier >= 8 and len(windows) > 3  # the last save's grid lands anywhere in the crop
+
+
+def test_resave_variants_keep_shapes_and_a_milder_last_save():
+    image = _textured(64, seed=4)
+    cfg = DegradationConfig(double_jpeg_prob=1.0, resave_triple_prob=0.5, resave_resize_prob=0.5, custom_table_prob=0.5)
+    rng = np.random.default_rng(1)
+    for channels in (3, 1):
+        patch = image if channels == 3 else image[..., 0].copy()
+        for _ in range(12):
+            target, decoded, qmap, quality = degrade_pair(rng, patch, cfg)
+            assert target.shape == decoded.shape == patch.shape and target.dtype == decoded.dtype == np.uint8
+            assert qmap.shape == (64, 64, 2 if channels == 3 else 1) and np.isfinite(qmap).all()
+            assert 1 <= quality <= 100
 
 
 @pytest.mark.parametrize("probability", [0.0, 1.0])

@@ -59,6 +59,7 @@ FIT_THRESHOLD = 0.15
 # this much coarser (mean log ratio over the scored frequencies; 0.2 ~ 22 % larger steps).
 COARSER_LOG_RATIO = 0.2
 MIN_COEFFICIENTS = 200
+ZERO_BAND = 0.25  # coefficients within this many steps of zero are zeros of any table: not scored
 MAX_BLOCKS = 1024
 MAX_PROFILE_LINES = 1024
 # Steps this fine are indistinguishable from 8-bit rounding noise: such tables are not scored.
@@ -217,11 +218,13 @@ def block_coefficients(plane: np.ndarray, grid: tuple[int, int], max_blocks: int
 def misfit(coefficients: np.ndarray, table: np.ndarray) -> float:
     """Mean distance, in steps, of ``coefficients`` (N, 8, 8) from the nearest multiple of ``table``.
 
-    Only coefficients the table would not quantize to zero count (zeros fit every table, so
-    coarse tables would look right); inf when fewer than ``MIN_COEFFICIENTS`` are left.
+    Coefficients within a quarter step of zero do not count (zeros fit every table, so coarse
+    tables would look right); those between a quarter and a half step count with their distance
+    from zero, so a table twice too coarse, which would see the true step's first multiples as
+    zeros, does not fit. inf when fewer than ``MIN_COEFFICIENTS`` count.
     """
     ratio = coefficients[:, _SCORED] / np.asarray(table, np.float64)[_SCORED]
-    used = np.abs(ratio) >= 0.5
+    used = np.abs(ratio) >= ZERO_BAND
     if int(used.sum()) < MIN_COEFFICIENTS:
         return float("inf")
     return float(np.abs(ratio - np.round(ratio))[used].mean())
@@ -235,7 +238,7 @@ def misfit_per_quality(coefficients: np.ndarray, bank: np.ndarray = _LUMA_BANK) 
     values = coefficients[:, _SCORED].astype(np.float32)
     steps = bank[_SCORABLE_QUALITIES - 1][:, _SCORED].astype(np.float32)  # (Q, F)
     ratio = values[None] / steps[:, None, :]  # (Q, N, F)
-    used = np.abs(ratio) >= 0.5
+    used = np.abs(ratio) >= ZERO_BAND
     distance = np.abs(ratio - np.round(ratio))
     distance *= used
     counts = used.sum(axis=(1, 2))
