@@ -114,6 +114,14 @@ def import_times(repeats: int, with_keras: bool) -> dict:
     return result
 
 
+def _load_average() -> str:
+    """The 1-minute load average (processes wanting a CPU), or n/a where the OS does not tell."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except (AttributeError, OSError):
+        return "n/a"
+
+
 def summarise(times: dict, inputs: dict) -> dict:
     """{path: {"one_s", "one_mb", "small_s_per_mp", "large_s_per_mp", "small_over_large"}} from medians."""
     rows = {}
@@ -169,16 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.peer == "keras":
         paths["keras"] = ["--model", str(default_model_path(False))]
         labels["keras"] = f"Keras, peer ({default_model_path(False).name})"
+    load_before = _load_average()
     with tempfile.TemporaryDirectory(prefix="daqe_cli_speed_") as tmp:
         work = Path(tmp)
         inputs = make_inputs(work, args.one, args.small, args.small_count, args.large, args.quality)
         times = measure(inputs, paths, args.repeats, work)
     rows = summarise(times, inputs)
     starts = import_times(args.repeats, with_keras=args.peer == "keras")
+    load_after = _load_average()
 
     print(f"daqe enhance end to end (process start to written files), median of {args.repeats} runs, paths alternating;")
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"JPEG quality {args.quality}")
+          f"JPEG quality {args.quality}; load average {load_before} before, {load_after} after (other work shares the CPUs)")
     print()
     for line in table(rows, inputs, labels):
         print(line)

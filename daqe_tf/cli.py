@@ -199,7 +199,7 @@ def _peek_grayscale(path: Path) -> bool:
 
     try:
         with Image.open(path) as image:
-            return image.mode in ("1", "L", "I;16", "I;16B", "I;16L", "I", "F", "LA", "La")
+            return image.mode in ("1", "L")  # as load_image decides
     except Exception:  # unreadable inputs get their one-line error from enhance()
         return False
 
