@@ -255,3 +255,21 @@ def test_quality_and_strength_pass_through_with_clear_errors(tmp_path, model_fil
             main([*run, "-o", str(tmp_path / "x.png"), option, value])
         assert stop.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_the_atomic_writers_temporary_files_are_recognised(tmp_path, monkeypatch):
+    """The names daqe_tf.io gives its temporary files are the ones a rerun knows as its own."""
+    from daqe_tf.io import save_image
+
+    seen = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        seen.append(Path(src).name)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    save_image(natural_image(16, 16), tmp_path / "x.png")
+    monkeypatch.undo()
+    assert cli._temp_owner(seen[0], {"x.png"}) == ("x.png", os.getpid())
+    assert cli._temp_owner(seen[0], {"y.png"}) is None and cli._temp_owner("x.png", {"x.png"}) is None
