@@ -232,12 +232,13 @@ IMPORT_ORDERS = {
 
 
 @pytest.mark.parametrize("order", sorted(IMPORT_ORDERS))
-def test_keras_loads_daqe_models_after_import_daqe_tf(tmp_path, exported, order):
+def test_keras_loads_daqe_models_after_import_daqe_tf(tmp_path, order):
     """``import daqe_tf`` (which imports no Keras) then ``keras.models.load_model(safe_mode=True)`` finds
     the model classes, in either import order."""
-    model, _ = exported("daqe_cnn")
+    from tests.export_cases import build_case
+
     path = tmp_path / "daqe.keras"
-    model.save(path)
+    build_case("daqe_cnn").save(path)
     script = "import sys\n" + IMPORT_ORDERS[order] + textwrap.dedent(f"""
         loaded = keras.models.load_model({str(path)!r}, safe_mode=True)
         print("LOADED", type(loaded).__name__, light)
