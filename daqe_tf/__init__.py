@@ -1,8 +1,8 @@
 """daqe-tf: defocus-aware, quantization-guided JPEG quality enhancement.
 
 Public API:
-    enhance(source, model=None, exit_index=None) -> EnhanceResult
-    load_model(path=None, grayscale=False)
+    enhance(source, model=None, *, exit_index=None, quality=None, strength=1.0) -> EnhanceResult
+    load_model(path=None, grayscale=False)  (default: the shipped model, on LiteRT where installed)
     DAQENet, QGAUNet, build_model  (need the ``tf`` extra: Keras 3)
 
 The shipped models run on LiteRT without TensorFlow; the JPEG substrate
