@@ -89,3 +89,77 @@ def test_bad_input_raises_clear_error(color_model):
         enhance(b"not an image at all", color_model)
     with pytest.raises(ImageInputError):
         enhance(np.zeros((1, 1, 3), np.uint8), color_model)
+
+
+def _textured(height, width, seed=0):
+    rng = np.random.default_rng(seed)
+    base = natural_image(height, width, 3, seed).astype(np.float64)
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+def _resaved(image, first=10, last=90, offset=(4, 4)):
+    from daqe_tf.jpeg.simulate import compress, earlier_jpeg_crop
+
+    return compress(earlier_jpeg_crop(image, first, offset), last)
+
+
+def test_a_resaved_jpeg_is_enhanced_for_its_first_compression_on_its_grid(color_model):
+    """The earlier QF 10 on a grid at (3, 5) drives the Q-map, with that grid moved to the origin."""
+    import dataclasses
+
+    resaved = _resaved(_textured(160, 176, seed=1), offset=(5, 3))
+    loaded = load_image(resaved.data)
+    evidence = jpeg_evidence(loaded)
+    assert evidence.source == "history" and abs(evidence.quality - 10) <= 2 and evidence.grid == (3, 5)
+    assert evidence.describe().startswith("QF 90 file; earlier compression ≈ QF")
+    assert "grid shifted by (3, 5)" in evidence.describe()
+    out = enhance(resaved.data, color_model).pixels
+    # The same as enhancing the image padded by (5, 3) px, its grid now at the origin, and cutting the pad off.
+    padded = np.pad(loaded.pixels, ((5, 0), (3, 0), (0, 0)), mode="edge")
+    aligned = enhance_pixels(padded, color_model, dataclasses.replace(evidence, grid=(0, 0)), exit_index=-1)
+    np.testing.assert_array_equal(out, aligned[5:, 3:])
+    # The file's tables alone (the caller's quality) describe far milder damage: another output.
+    assert not np.array_equal(out, enhance(resaved.data, color_model, quality=90).pixels)
+
+
+def test_quality_override_replaces_the_estimate(color_model):
+    from daqe_tf.jpeg.tables import tables_for_quality
+
+    resaved = _resaved(_textured(96, 96, seed=2))
+    result = enhance(resaved.data, color_model, quality=25)
+    assert result.evidence.source == "override" and result.evidence.grid == (0, 0)
+    np.testing.assert_array_equal(result.evidence.luma_table, tables_for_quality(25)[0])
+    assert result.evidence.describe() == "QF 25 as set by the caller"
+    for bad in (0, 101):
+        with pytest.raises(ValueError, match="quality"):
+            enhance(resaved.data, color_model, quality=bad)
+
+
+def test_strength_blends_the_input_and_the_output(color_model):
+    data = _jpeg_bytes(_textured(64, 64, seed=3), 15)
+    decoded = load_image(data).pixels.astype(np.float64)
+    full = enhance(data, color_model).pixels.astype(np.float64)
+    assert not np.array_equal(full, decoded)
+    np.testing.assert_array_equal(enhance(data, color_model, strength=0).pixels, decoded)
+    half = enhance(data, color_model, strength=0.5).pixels.astype(np.float64)
+    assert np.abs(half - (decoded + 0.5 * (full - decoded))).max() <= 1.0  # rounding of the uint8 output
+    more = enhance(data, color_model, strength=1.5).pixels.astype(np.float64)
+    expected = np.clip(decoded + 1.5 * (full - decoded), 0, 255)
+    assert np.abs(more - expected).max() <= 1.5
+    for bad in (-0.1, 2.5, float("nan")):
+        with pytest.raises(ValueError, match="strength"):
+            enhance(data, color_model, strength=bad)
+
+
+def test_routing_maps_of_a_shifted_grid_cover_the_image():
+    """A DAQE model on a re-saved file routes the padded frame; its maps are cut back to the image."""
+    from daqe_tf.inference.models import load_model
+    from daqe_tf.inference.routing import defocus_image, exit_overlay
+
+    model = load_model("daqe_tf/weights/daqe_cnn_color_c4_cascade.tflite")
+    resaved = _resaved(_textured(144, 160, seed=4), offset=(2, 6))
+    result = enhance(resaved.data, model, defocus_map=True)
+    assert result.evidence.grid == (6, 2) and result.routing.offset == (2, 6)  # pad = (-grid) % 8
+    assert defocus_image(result.routing).shape == (144, 160)
+    assert exit_overlay(result.routing, result.source.pixels).shape == (144, 160, 3)
+    assert psnr(result.pixels, result.source.pixels) < 60  # it did enhance

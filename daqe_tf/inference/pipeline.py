@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -102,7 +102,7 @@ def jpeg_evidence(loaded: LoadedImage, quality: int | None = None) -> JpegEviden
 _TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 
 
-_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def compiled_forward(model, exit_index: int) -> Callable:
