@@ -246,6 +246,7 @@ def _write_qmap_vectors(folder: Path, manifest: dict) -> None:
     entries = []
     for i, (lt, ct, sub, h, w) in enumerate(cases):
         qmap = qmap_from_tables(lt, ct, h, w, sub)
+        rounded = _correctly_rounded_qmap(lt, ct, h, w, sub)
         entries.append({
             "luma": [int(v) for v in lt.ravel()],
             "chroma": None if ct is None else [int(v) for v in ct.ravel()],
@@ -254,16 +255,45 @@ def _write_qmap_vectors(folder: Path, manifest: dict) -> None:
             "width": w,
             "channels": int(qmap.shape[-1]),
             "file": _f32(folder, f"qmap_{i}.f32", qmap),
-            "exact": bool(lt.max() <= 255 and (ct is None or ct.max() <= 255)),
+            "correctly_rounded": _f32(folder, f"qmap_{i}_exact.f32", rounded),
+            # numpy's float32 log2 is not correctly rounded everywhere, and where depends on the CPU
+            # (its SIMD loops: on AVX-512 machines steps 6, 12, 99, 173 and 198 come out 1 ulp off).
+            "exact": bool(np.array_equal(qmap, rounded)),
         })
     manifest["qmap"] = entries
     steps = np.arange(1, 65536)
-    correctly_rounded = np.array([math.log2(int(s)) for s in steps], dtype=np.float32) / np.float32(8)
+    numpy_steps = normalize_steps(steps)
+    correctly_rounded = _CORRECTLY_ROUNDED_STEPS
     manifest["steps"] = {
         "count": int(steps.size),
-        "numpy": _f32(folder, "steps_numpy.f32", normalize_steps(steps)),
+        "numpy": _f32(folder, "steps_numpy.f32", numpy_steps),
         "correctly_rounded": _f32(folder, "steps_exact.f32", correctly_rounded),
+        # Where this machine's numpy is off (the Kotlin side must differ from numpy there and only there).
+        "numpy_off": [int(s) for s in steps[numpy_steps != correctly_rounded]],
     }
+
+
+# log2(step) / 8 for steps 1..65535, from float64 log2 rounded once to float32 (what the app computes).
+_CORRECTLY_ROUNDED_STEPS = np.array([math.log2(s) for s in range(1, 65536)], dtype=np.float32) / np.float32(8)
+
+
+def _numpy_steps_exact(evidence) -> bool:
+    """Whether numpy's normalised steps of the evidence's tables are the correctly rounded ones."""
+    steps = np.concatenate([np.ravel(t) for t in (evidence.luma_table, evidence.chroma_table) if t is not None]).astype(np.int64)
+    steps = np.maximum(steps, 1)
+    return bool(np.array_equal(normalize_steps(steps), _CORRECTLY_ROUNDED_STEPS[steps - 1]))
+
+
+def _correctly_rounded_qmap(luma, chroma, height, width, subsampling) -> np.ndarray:
+    """``qmap_from_tables`` with every step's log2 correctly rounded (independent of numpy's log2 loops)."""
+    from daqe_tf.jpeg.qmap import step_map
+    from daqe_tf.jpeg.simulate import SUBSAMPLING_FACTORS
+
+    maps = [step_map(luma, height, width)]
+    if chroma is not None:
+        maps.append(step_map(chroma, height, width, SUBSAMPLING_FACTORS[subsampling]))
+    steps = np.maximum(np.stack(maps, axis=-1).astype(np.int64), 1)
+    return _CORRECTLY_ROUNDED_STEPS[steps - 1]
 
 
 TILE_OVERLAPS = [(16, 0), (32, 0), (32, 16), (64, 0), (64, 16), (64, 32), (64, 48), (128, 32), (256, 48), (512, 32), (512, 64)]
@@ -418,9 +448,10 @@ def _write_pipeline_vectors(folder: Path, manifest: dict) -> None:
                 "name": name, "jpeg": f"pipe_{name}.jpg", "height": loaded.pixels.shape[0], "width": loaded.pixels.shape[1],
                 "channels": 1 if loaded.pixels.ndim == 2 else 3, "model_channels": model_channels, "tile": tile, "overlap": overlap,
                 "pixels": _u8(folder, f"pipe_{name}_in.u8", loaded.pixels), "expected": _u8(folder, f"pipe_{name}_out.u8", out),
-                # 16-bit steps: numpy's float32 log2 is 1 ulp off for a few of them; gray models: YCbCr
-                # round trips in float64 whose last bits depend on numpy's matmul.
-                "exact": name not in ("wide_tables", "c444_gray_model"),
+                # Where numpy's float32 log2 is 1 ulp off for a step of the tables (16-bit steps, and some
+                # 8-bit ones on some CPUs) the Q-maps differ; gray models: YCbCr round trips in float64
+                # whose last bits depend on numpy's matmul.
+                "exact": name not in ("wide_tables", "c444_gray_model") and _numpy_steps_exact(evidence),
             })
     manifest["pipeline"] = {"fake_model": FAKE, "cases": entries}
 
