@@ -84,6 +84,19 @@ class QMapSpec(luma: IntArray, chroma: IntArray?, val chromaV: Int, val chromaH:
          * pipeline picks it: a grayscale file through a colour model uses the luma table for chroma
          * (4:4:4); a grayscale model sees the luma table only.
          */
+        /**
+         * The Q-map of the compression [evidence] assumes, for a model with [modelChannels] image
+         * channels (`window_qmaps`): gray content through a colour model takes the luma table for
+         * chroma (4:4:4); a grayscale model sees the luma table only. Block grid at the origin: the
+         * enhancer pads a shifted grid there first.
+         */
+        fun forEvidence(evidence: JpegEvidence, modelChannels: Int): QMapSpec {
+            require(modelChannels == 1 || modelChannels == 3) { "model channels must be 1 or 3, got $modelChannels" }
+            if (modelChannels == 1) return of(evidence.lumaTable, null, "gray")
+            val chroma = evidence.chromaTable ?: return of(evidence.lumaTable, evidence.lumaTable, "4:4:4")
+            return of(evidence.lumaTable, chroma, evidence.subsampling)
+        }
+
         @Throws(JpegFormatException::class)
         fun forModel(header: JpegHeader, modelChannels: Int): QMapSpec {
             require(modelChannels == 1 || modelChannels == 3) { "model channels must be 1 or 3, got $modelChannels" }

@@ -74,7 +74,7 @@ interface CascadeModel {
 /** An enhanced image and how it was made. */
 class EnhanceResult(
     val image: Image8,
-    /** The patch plan; [exits] holds the exit used for each of its tiles, row-major. */
+    /** The patch plan; [exits] holds the exit used for each of its tiles, row-major (empty when the model did not run: strength 0). */
     val plan: TilePlan,
     val exits: IntArray,
     /**
@@ -85,7 +85,15 @@ class EnhanceResult(
     /** The routing value per cell, same layout, that [exits] were chosen by; null when not computed (always for a cascade). */
     val routingMap: FloatArray?,
     val defocusNanos: Long,
-    val exitNanos: Long
+    val exitNanos: Long,
+    /**
+     * Rows and columns of edge padding above and left of the image (the assumed compression's grid
+     * put at the origin): [plan] and the cell maps are those of the padded image. 0 when not shifted.
+     */
+    val offsetY: Int = 0,
+    val offsetX: Int = 0,
+    /** The compression the Q-map was built from; null where the caller gave tables alone. */
+    val evidence: JpegEvidence? = null
 ) {
     /** How many patches each exit enhanced. */
     fun exitCounts(exitCount: Int): IntArray {
@@ -153,10 +161,37 @@ class TiledEnhancer private constructor(
         if (defocus != null) require(defocus.windowSize % CellGrid.CELL == 0) { "defocus window must be a multiple of 16" }
     }
 
-    /** Enhances [image] (stored orientation) using the tables of [header]; [progress] gets (done, total) windows. */
+    /**
+     * Enhances [image] (stored orientation) as the Python pipeline's `enhance` does by default: the
+     * compression history of [header] (null: not a JPEG file) and the pixels gives the Q-map
+     * ([JpegEvidence.of]). [progress] gets (done, total) windows.
+     */
     @Throws(JpegFormatException::class)
-    fun enhance(image: Image8, header: JpegHeader, progress: ((Int, Int) -> Unit)? = null): EnhanceResult {
-        val spec = QMapSpec.forModel(header, channels)
+    fun enhance(image: Image8, header: JpegHeader?, progress: ((Int, Int) -> Unit)? = null): EnhanceResult =
+        enhance(image, JpegEvidence.of(header, image), 1f, progress)
+
+    /**
+     * Enhances [image] (stored orientation) assuming [evidence]'s compression (`enhance_evidence`,
+     * then `blend_strength`): a grid shifted from the origin is put there by padding edge pixels
+     * above and left, and the padding is cut off again; the output is blended with the input by
+     * [strength] (0: the input, the model not run; 1: the model's output; up to 2 exaggerates).
+     */
+    fun enhance(image: Image8, evidence: JpegEvidence, strength: Float = 1f, progress: ((Int, Int) -> Unit)? = null): EnhanceResult {
+        Strength.check(strength)
+        val top = evidence.padTop
+        val left = evidence.padLeft
+        if (strength == 0f) {
+            val plan = TilePlan.plan(image.height + top, image.width + left, patchSize, overlap, CellGrid.CELL)
+            return EnhanceResult(image, plan, IntArray(0), null, null, 0L, 0L, top, left, evidence)
+        }
+        val spec = QMapSpec.forEvidence(evidence, channels)
+        val r = enhanceSpec(GridAlign.pad(image, top, left), spec, progress)
+        val out = Strength.blend(image, GridAlign.crop(r.image, top, left), strength)
+        return EnhanceResult(out, r.plan, r.exits, r.defocusMap, r.routingMap, r.defocusNanos, r.exitNanos, top, left, evidence)
+    }
+
+    /** Enhances [image] with the Q-map [spec] on the image's own grid: gray/colour adaptation, then the model. */
+    private fun enhanceSpec(image: Image8, spec: QMapSpec, progress: ((Int, Int) -> Unit)?): EnhanceResult {
         if (image.channels == 3 && channels == 1) {
             val y = enhanceMatched(LumaChroma.luma(image), spec, progress)
             return EnhanceResult(LumaChroma.withLuma(image, y.image), y.plan, y.exits, y.defocusMap, y.routingMap, y.defocusNanos, y.exitNanos)
