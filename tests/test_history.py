@@ -127,3 +127,31 @@ def test_fuzz_any_pixels_give_a_history_never_an_error():
             found = estimate_history(pixels, given)
             assert found.earlier is None or 1 <= found.earlier.quality <= 100
             assert isinstance(found.describe(), str)
+
+
+def test_custom_tables_of_an_earlier_save_read_as_their_nearest_standard_quality():
+    """A camera's or editor's own tables fit no IJG scaling; each frequency's step is found on its own."""
+    from train.degradations import random_custom_tables
+
+    tables = random_custom_tables(np.random.default_rng(8), 15, grayscale=False)
+    rng = np.random.default_rng(8)  # more texture than _textured: enough coefficients off zero at every frequency
+    image = np.clip(_textured(seed=8).astype(np.float64) + rng.normal(0, 20, (256, 256, 3)), 0, 255).astype(np.uint8)
+    padded = np.pad(image, ((3, 0), (5, 0), (0, 0)), mode="reflect")
+    first = compress(padded, tables=tables).decoded[3:, 5:]
+    found = _history_of(compress(np.ascontiguousarray(first), 90))
+    # Either a standard table happens to fit within the tolerance, or the per-frequency steps do.
+    assert found.earlier is not None and found.earlier.grid == (5, 3) and abs(found.earlier.quality - 15) <= 8
+    assert ("custom tables ≈ QF" in found.describe()) == (not found.earlier.standard)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(history, "fitted_qualities", lambda misfit: [])  # no IJG table fits: the per-frequency search must
+        custom = _history_of(compress(np.ascontiguousarray(first), 90)).earlier
+    assert custom is not None and not custom.standard and custom.grid == (5, 3) and abs(custom.quality - 15) <= 5
+
+
+def test_hostile_file_tables_do_not_break_the_estimate():
+    """16-bit steps of 65535 or a table of ones in the header: a history, no exception."""
+    image = compress(_textured(seed=9), 30).decoded
+    for steps in (65535, 1):
+        table = np.full((8, 8), steps, np.uint16)
+        found = estimate_history(image, file_compression(table, table, "4:2:0"))
+        assert found.last.quality >= 1 and (found.earlier is None or found.earlier.quality >= 1)

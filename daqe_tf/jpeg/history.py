@@ -61,6 +61,14 @@ COARSER_LOG_RATIO = 0.2
 MIN_COEFFICIENTS = 200
 ZERO_BAND = 0.25  # coefficients within this many steps of zero are zeros of any table: not scored
 MAX_BLOCKS = 1024
+# A grid whose boundary steps are this much above the median phase on both axes is searched for
+# custom tables (standard ones are fitted on every candidate grid).
+PEAK = 1.1
+# Custom tables: the step of each scored frequency is searched in this range; a frequency needs
+# this many coefficients off zero, and this many frequencies must fit, for an estimate.
+CUSTOM_STEPS = np.arange(2, 161, dtype=np.float32)
+MIN_PER_FREQUENCY = 40
+MIN_FITTED_FREQUENCIES = 6
 MAX_PROFILE_LINES = 1024
 # Steps this fine are indistinguishable from 8-bit rounding noise: such tables are not scored.
 _MIN_SCORED_STEP = 3
@@ -180,15 +188,19 @@ def boundary_profile(luma: np.ndarray, axis: int) -> np.ndarray:
     return profile / max(float(np.median(profile)), 1e-9)
 
 
-def candidate_grids(luma: np.ndarray, per_axis: int = 2) -> list[tuple[int, int]]:
-    """The file's grid (0, 0) and the grids at the strongest boundary phases of each axis."""
-    rows = np.argsort(-boundary_profile(luma, 0), kind="stable")[:per_axis]
-    cols = np.argsort(-boundary_profile(luma, 1), kind="stable")[:per_axis]
-    grids = [(0, 0)]
-    for gy in rows:
-        for gx in cols:
-            if (int(gy), int(gx)) not in grids:
-                grids.append((int(gy), int(gx)))
+def candidate_grids(luma: np.ndarray, per_axis: int = 2) -> list[tuple[tuple[int, int], bool]]:
+    """The file's grid (0, 0) and the grids at the strongest boundary phases of each axis.
+
+    Each comes with whether its boundaries stand out on both axes (``PEAK`` over the median):
+    only such grids are worth the per-frequency search for custom tables.
+    """
+    rows, cols = boundary_profile(luma, 0), boundary_profile(luma, 1)
+    grids = [((0, 0), bool(rows[0] >= PEAK and cols[0] >= PEAK))]
+    for gy in np.argsort(-rows, kind="stable")[:per_axis]:
+        for gx in np.argsort(-cols, kind="stable")[:per_axis]:
+            grid = (int(gy), int(gx))
+            if grid != (0, 0):
+                grids.append((grid, bool(rows[gy] >= PEAK and cols[gx] >= PEAK)))
     return grids
 
 
@@ -262,6 +274,54 @@ def _coarser(table: np.ndarray, than: np.ndarray) -> bool:
     return float(ratio.mean()) > COARSER_LOG_RATIO
 
 
+def fitted_steps(coefficients: np.ndarray) -> np.ndarray:
+    """Per scored frequency, the coarsest step whose multiples the coefficients sit on (nan: none fits).
+
+    For tables no IJG scaling explains (cameras, editors): each frequency on its own, the largest
+    step of ``CUSTOM_STEPS`` at a local minimum of the misfit under ``FIT_THRESHOLD``.
+    """
+    values = coefficients[:, _SCORED].astype(np.float32)  # (N, F)
+    ratio = values[None] / CUSTOM_STEPS[:, None, None]  # (S, N, F)
+    used = np.abs(ratio) >= ZERO_BAND
+    distance = np.abs(ratio - np.round(ratio))
+    distance *= used
+    counts = used.sum(axis=1)  # (S, F)
+    misfit = np.where(counts >= MIN_PER_FREQUENCY, distance.sum(axis=1) / np.maximum(counts, 1), np.inf)
+    steps = np.full(values.shape[1], np.nan)
+    for f in range(values.shape[1]):
+        for index in np.flatnonzero(misfit[:, f] < FIT_THRESHOLD)[::-1]:
+            if misfit[index, f] <= misfit[max(0, index - 2) : index + 3, f].min():
+                steps[f] = CUSTOM_STEPS[index]
+                break
+    return steps
+
+
+def nearest_standard_quality(steps: np.ndarray) -> int:
+    """The IJG quality whose luma steps are nearest ``steps`` (scored frequencies, nan ignored) in log distance."""
+    known = ~np.isnan(steps)
+    bank = _LUMA_BANK[:, _SCORED][:, known]
+    return int(np.argmin(np.abs(np.log(bank) - np.log(steps[known])).mean(axis=1))) + 1
+
+
+def _custom_compression(coefficients: np.ndarray, grid: tuple[int, int]) -> Compression | None:
+    steps = fitted_steps(coefficients)
+    if int((~np.isnan(steps)).sum()) < MIN_FITTED_FREQUENCIES:
+        return None
+    quality = nearest_standard_quality(steps)
+    fit = misfit(coefficients, _custom_table(steps, quality))
+    return Compression(scale_table(STD_LUMA_TABLE, quality), None, "gray", quality, False, grid, fit)
+
+
+def _custom_table(steps: np.ndarray, quality: int) -> np.ndarray:
+    """The standard table at ``quality`` with the fitted steps in their frequencies."""
+    table = _LUMA_BANK[quality - 1].copy()
+    scored = table[_SCORED]
+    known = ~np.isnan(steps)
+    scored[known] = steps[known]
+    table[_SCORED] = scored
+    return table
+
+
 def file_compression(luma_table, chroma_table, subsampling: str) -> Compression:
     """The compression a JPEG file's header describes, on its own grid."""
     quality, exact = estimate_quality(luma_table, chroma_table)
@@ -280,14 +340,18 @@ def estimate_history(pixels: np.ndarray, last: Compression | None = None) -> Com
     grayscale = pixels.ndim == 2
     luma = _luma(pixels)
     found: list[Compression] = []
-    for grid in candidate_grids(luma):
-        misfit = misfit_per_quality(block_coefficients(luma, grid))
-        qualities = fitted_qualities(misfit)
-        if not qualities:
-            continue
-        quality = min(qualities)  # the coarsest compression seen on this grid
-        found.append(Compression(scale_table(STD_LUMA_TABLE, quality), None, "gray", quality, True, grid,
-                                 float(misfit[quality - 1])))
+    for grid, prominent in candidate_grids(luma):
+        coefficients = block_coefficients(luma, grid)
+        misfits = misfit_per_quality(coefficients)
+        qualities = fitted_qualities(misfits)
+        if qualities:
+            quality = min(qualities)  # the coarsest compression seen on this grid
+            found.append(Compression(scale_table(STD_LUMA_TABLE, quality), None, "gray", quality, True, grid,
+                                     float(misfits[quality - 1])))
+        elif prominent and (grid != (0, 0) or last is None):  # the file's own grid holds its own tables
+            custom = _custom_compression(coefficients, grid)
+            if custom is not None:
+                found.append(custom)
     grid_found = bool(found)
     candidates = [c for c in found if last is None or _coarser(c.luma_table, last.luma_table)]
     if not candidates:
