@@ -14,7 +14,9 @@ mild. This module reads the history from the decoded pixels (numpy only):
    double-JPEG detection). Each candidate grid is scored against every standard (IJG-scaled)
    luma table; each local minimum of the misfit under ``FIT_THRESHOLD`` is a compression the
    pixels went through, and the coarsest one is the one that dominates. A later, milder
-   compression on the same grid fits too but is finer, so it never wins.
+   compression on the same grid fits too but is finer, so it never wins. Tables no IJG scaling
+   explains (cameras, editors) are searched frequency by frequency on grids whose boundaries
+   stand out, and reported as their nearest standard quality.
 3. **Chroma.** IJG scaling ties the chroma table to the luma quality, so the earlier chroma
    table follows from the luma fit. Its 16-px 4:2:0 phase is not estimated: re-subsampled chroma
    keeps little of it, and the enhanced output did not change with it (docs/history.md).
