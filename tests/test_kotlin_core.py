@@ -15,6 +15,7 @@ Without ``kotlinc`` or junit4 the test is skipped with the reason, never passed 
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -753,6 +754,221 @@ def _write_cascade_vectors(folder: Path, manifest: dict) -> None:
     manifest["cascade_pipeline"] = {"fake_model": CASCADE_FAKE, "default_band": default_band, "cases": entries}
 
 
+# --------------------------------------------------------------------------------------------
+# Compression history (re-saved photos), the evidence the enhancer assumes, grid padding, strength
+# --------------------------------------------------------------------------------------------
+
+
+def _textured(h: int, w: int, channels: int, seed: int) -> np.ndarray:
+    """Natural content with sensor-like noise (as tests/test_history.py uses)."""
+    rng = np.random.default_rng(seed)
+    base = natural_image(h, w, channels, seed).astype(np.float64)
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+def _history_cases() -> list[tuple[str, np.ndarray, bytes | None, bool | None]]:
+    """(name, decoded pixels, JPEG file or None, whether an earlier compression must be found or None: either)."""
+    from daqe_tf.jpeg.simulate import compress, earlier_jpeg_crop
+
+    def resaved(image, first, offset, last, **kwargs):
+        result = compress(earlier_jpeg_crop(image, first, offset), last, **kwargs)
+        return result.decoded, result.data
+
+    def custom_first(image, luma, offset, last):
+        """Re-saved after a first save with custom tables (no IJG quality explains them) on a shifted grid."""
+        dy, dx = offset
+        padded = np.pad(image, ((dy, 0), (dx, 0), (0, 0)), mode="reflect")
+        first = compress(padded, tables=[luma, np.full(64, 40)]).decoded[dy:, dx:]
+        result = compress(np.ascontiguousarray(first), last)
+        return result.decoded, result.data
+
+    rng = np.random.default_rng(61)
+    blocky = np.repeat(np.repeat(rng.integers(0, 256, (9, 12), dtype=np.uint8), 8, axis=0), 8, axis=1)[3:, 5:]
+    cases = [
+        ("resaved_c420_shifted", *resaved(_textured(128, 160, 3, 51), 15, (3, 5), 90), True),
+        ("resaved_c444_aligned", *resaved(_textured(120, 136, 3, 52), 20, (0, 0), 85, subsampling="4:4:4"), True),
+        ("resaved_gray_shifted", *resaved(_textured(112, 128, 1, 53), 15, (2, 6), 85), True),
+        # 33 x 34 blocks: the DCT reads MAX_BLOCKS of them, evenly thinned.
+        ("resaved_thinned_blocks", *resaved(_textured(264, 272, 3, 54), 25, (1, 7), 90), True),
+        # 2056 rows: the column profile reads every other row (MAX_PROFILE_LINES).
+        ("resaved_tall_gray", *resaved(_textured(2056, 32, 1, 55), 12, (6, 1), 85), True),
+        ("triple_c420", *resaved(compress(_textured(128, 128, 3, 56), 10).decoded[3:, 2:], 50, (0, 0), 92), True),
+        ("resaved_custom_first", *custom_first(_textured(128, 144, 3, 63), np.random.default_rng(3).integers(20, 60, 64), (4, 1), 90), True),
+        ("single_c420_q50", compress(_textured(96, 120, 3, 57), 50).decoded, compress(_textured(96, 120, 3, 57), 50).data, False),
+        ("single_gray_q30", compress(_textured(104, 96, 1, 58), 30).decoded, compress(_textured(104, 96, 1, 58), 30).data, False),
+        ("custom_tables", *(lambda r: (r.decoded, r.data))(compress(_textured(96, 96, 3, 59), tables=[np.full(64, 7), np.full(64, 9)])), False),
+        ("png_colour", _textured(96, 112, 3, 60), None, False),
+        ("png_gray_trace", compress(earlier_jpeg_crop(_textured(120, 120, 1, 62), 20, (5, 3)), 90).decoded, None, True),
+        ("png_blocky_noise", np.ascontiguousarray(blocky), None, None),
+        ("png_noise_small", rng.integers(0, 256, (17, 31, 3), dtype=np.uint8), None, None),
+        ("png_flat_row", np.zeros((1, 40, 3), np.uint8), None, False),
+    ]
+    return cases
+
+
+def _robust(misfit: np.ndarray, threshold: float, margin: float) -> bool:
+    """Where a local-minimum decision is taken (a value under the threshold against its neighbours
+    within 2), no two values nearer than ``margin`` (relative) unless equal (equal tables): a
+    different float summation order cannot flip it."""
+    for i in np.flatnonzero(misfit < threshold * (1 + margin)):
+        for j in range(max(0, i - 2), min(len(misfit), i + 3)):
+            a, b = misfit[i], misfit[j]
+            if np.isfinite(b) and a != b and abs(a - b) <= margin * max(abs(a), abs(b)):
+                return False
+    return True
+
+
+def _evidence_json(evidence) -> dict:
+    return {
+        "source": evidence.source, "quality": evidence.quality, "grid": [int(g) for g in evidence.grid],
+        "subsampling": evidence.subsampling, "luma": [int(v) for v in np.ravel(evidence.luma_table)],
+        "chroma": None if evidence.chroma_table is None else [int(v) for v in np.ravel(evidence.chroma_table)],
+    }
+
+
+def _write_history_vectors(folder: Path, manifest: dict) -> None:
+    """``estimate_history`` and ``jpeg_evidence`` on re-saved JPEGs (shifted and aligned first grids,
+    gray, a triple save, thinned blocks, strided profile lines), single JPEGs, custom tables, and pixels
+    without a file (plain, with a JPEG trace, blocky noise, noise, one row): every stage's result
+    (profiles, candidate grids, misfits per quality) and the decisions, which must match exactly.
+    Each case is checked here to be far from any tie float rounding could flip."""
+    from daqe_tf.jpeg import history as h
+    from daqe_tf.jpeg.reader import parse_jpeg_header
+
+    entries = []
+    found_shifted = 0
+    for name, pixels, data, expect_found in _history_cases():
+        loaded = load_image(data) if data is not None else None
+        if loaded is not None:
+            assert np.array_equal(loaded.pixels, pixels), name
+        luma = h._luma(pixels)
+        profiles = [h.boundary_profile(luma, axis) for axis in (0, 1)]
+        # (grid, prominent) pairs where custom tables are searched on prominent grids; plain grids before.
+        candidates = h.candidate_grids(luma)
+        grids = [tuple(c[0]) if isinstance(c[0], tuple) else tuple(c) for c in candidates]
+        prominent = [bool(c[1]) for c in candidates] if isinstance(candidates[0][0], tuple) else None
+        misfits = [h.misfit_per_quality(h.block_coefficients(luma, g)) for g in grids]
+        header = parse_jpeg_header(data) if data is not None else None
+        last = None if header is None else h.file_compression(header.luma_table, header.chroma_table, header.subsampling)
+        history = h.estimate_history(pixels, last)
+        evidence = pipeline.jpeg_evidence(loaded) if loaded is not None else pipeline.jpeg_evidence(
+            types.SimpleNamespace(jpeg=None, is_grayscale=pixels.ndim == 2, pixels=pixels, name=name))
+        override = pipeline.jpeg_evidence(loaded, quality=40) if loaded is not None else pipeline.jpeg_evidence(
+            types.SimpleNamespace(jpeg=None, is_grayscale=pixels.ndim == 2, pixels=pixels, name=name), quality=40)
+        if expect_found is not None:
+            assert (history.earlier is not None) == expect_found, (name, history.describe())
+        if history.earlier is not None and history.earlier.shifted:
+            found_shifted += 1
+        # Far from ties: the top phases of each profile, every misfit from its neighbours and from the threshold.
+        for profile in profiles:
+            top = np.sort(profile)[::-1]
+            assert top[1] == top[2] or top[1] - top[2] > 1e-9 * max(top[1], 1e-9), (name, profile)
+        for m in misfits:
+            assert _robust(m, h.FIT_THRESHOLD, 1e-5), (name, m)
+            assert not np.any(np.abs(m[np.isfinite(m)] - h.FIT_THRESHOLD) < 1e-5), (name, m)
+        entries.append({
+            "name": name, "height": pixels.shape[0], "width": pixels.shape[1], "channels": 1 if pixels.ndim == 2 else 3,
+            "pixels": _u8(folder, f"history_{name}.u8", pixels), "jpeg": None if data is None else _bytes(folder, f"history_{name}.jpg", data),
+            "profiles": [[float(v) for v in p] for p in profiles],
+            "grids": [list(g) for g in grids], "prominent": prominent,
+            "misfits": [[float(v) for v in m] for m in misfits],
+            "last": None if last is None else {"quality": last.quality, "standard": bool(last.standard)},
+            "grid_found": bool(history.grid_found),
+            "earlier": None if history.earlier is None else {
+                "quality": history.earlier.quality, "grid": list(history.earlier.grid), "misfit": float(history.earlier.misfit),
+                "subsampling": history.earlier.subsampling, "chroma": history.earlier.chroma_table is not None,
+                "standard": bool(history.earlier.standard),
+            },
+            "describe": history.describe(),
+            "evidence": _evidence_json(evidence), "override_40": _evidence_json(override),
+        })
+    assert found_shifted >= 4
+    # The coarser-than-the-file test, on table pairs around its threshold.
+    from daqe_tf.jpeg.tables import STD_LUMA_TABLE, scale_table
+
+    pairs = []
+    for a in (10, 30, 50, 60, 70, 75, 80, 90):
+        for b in (50, 60, 70, 75, 80, 85, 90, 95):
+            ta, tb = scale_table(STD_LUMA_TABLE, a), scale_table(STD_LUMA_TABLE, b)
+            ratio = float((np.log(ta.astype(np.float64)[h._SCORED]) - np.log(tb.astype(np.float64)[h._SCORED])).mean())
+            assert abs(ratio - h.COARSER_LOG_RATIO) > 1e-9
+            pairs.append([a, b, bool(h._coarser(ta, tb))])
+    assert {p[2] for p in pairs} == {True, False}
+    manifest["history"] = {"cases": entries, "coarser": pairs}
+
+
+def _write_strength_vectors(folder: Path, manifest: dict) -> None:
+    """``blend_strength`` on random pixels (halves included: 0.5 x odd differences), ``check_strength``'s
+    refusals, and the edge padding ``enhance_evidence`` puts above and left for each grid."""
+    rng = np.random.default_rng(71)
+    original = rng.integers(0, 256, (23, 31, 3), dtype=np.uint8)
+    enhanced = rng.integers(0, 256, (23, 31, 3), dtype=np.uint8)
+    blends = []
+    for i, strength in enumerate([0.0, 0.25, 0.5, 1 / 3, 0.7, 1.0, 1.5, 1.9, 2.0]):
+        out = pipeline.blend_strength(original, enhanced, pipeline.check_strength(strength))
+        blends.append({"strength": strength, "expected": _u8(folder, f"blend_{i}.u8", out)})
+    refused = []
+    for strength in (-0.01, 2.01, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="strength"):
+            pipeline.check_strength(strength)
+        refused.append(strength)
+    pads = []
+    for i, (shape, grid) in enumerate([((5, 7, 3), (3, 5)), ((6, 4), (0, 1)), ((9, 9, 3), (7, 0)), ((4, 3), (1, 1)), ((5, 7, 3), (0, 0))]):
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        py, px = (-grid[0]) % 8, (-grid[1]) % 8
+        padded = np.pad(pixels, ((py, 0), (px, 0)) + ((0, 0),) * (pixels.ndim - 2), mode="edge")
+        pads.append({"height": shape[0], "width": shape[1], "channels": 1 if len(shape) == 2 else 3, "grid": list(grid),
+                     "pad": [py, px], "pixels": _u8(folder, f"pad_{i}_in.u8", pixels), "expected": _u8(folder, f"pad_{i}_out.u8", padded)})
+    manifest["strength"] = {
+        "shape": list(original.shape), "original": _u8(folder, "blend_original.u8", original),
+        "enhanced": _u8(folder, "blend_enhanced.u8", enhanced), "blends": blends, "refused": refused,
+        "max": pipeline.MAX_STRENGTH, "pads": pads,
+    }
+
+
+def _write_resaved_pipeline_vectors(folder: Path, manifest: dict) -> None:
+    """``pipeline.enhance`` end to end (fake pointwise model) on re-saved JPEGs whose earlier grid is
+    shifted, so the padding and crop change the output, with a quality override and several strengths."""
+    from daqe_tf.jpeg.simulate import compress, earlier_jpeg_crop
+
+    colour = compress(earlier_jpeg_crop(_textured(100, 130, 3, 81), 15, (3, 5)), 90).data
+    gray = compress(earlier_jpeg_crop(_textured(90, 70, 1, 82), 20, (6, 2)), 88).data
+    cases = [
+        ("colour_default", colour, 3, 64, 16, None, 1.0),
+        ("colour_strength_07", colour, 3, 64, 16, None, 0.7),
+        ("colour_strength_17", colour, 3, 32, 16, None, 1.7),
+        ("colour_override_30", colour, 3, 64, 16, 30, 1.0),
+        ("colour_strength_0", colour, 3, 64, 16, None, 0.0),
+        ("colour_gray_model", colour, 1, 64, 16, None, 1.3),
+        ("gray_default", gray, 1, 32, 16, None, 1.0),
+        ("gray_colour_model", gray, 3, 64, 16, None, 0.5),
+    ]
+    entries = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "compiled_forward", lambda model, exit_index: _fake_forward)
+        for name, data, model_channels, tile, overlap, quality, strength in cases:
+            model = types.SimpleNamespace(image_channels=model_channels, num_exits=1)
+            result = pipeline.enhance(data, model, quality=quality, strength=strength, tile=tile, overlap=overlap)
+            loaded, evidence = result.source, result.evidence
+            assert loaded.orientation == 1
+            if quality is None:
+                assert evidence.source == "history" and evidence.grid != (0, 0), (name, evidence.describe())
+                # The padding matters: without it (the same tables on the file's grid) the pixels differ.
+                if strength != 0.0:
+                    unshifted = pipeline.enhance_pixels(loaded.pixels, model, dataclasses.replace(evidence, grid=(0, 0)), tile=tile, overlap=overlap)
+                    assert not np.array_equal(pipeline.blend_strength(loaded.pixels, unshifted, strength), result.pixels), name
+            entries.append({
+                "name": name, "jpeg": _bytes(folder, f"resaved_{name}.jpg", data),
+                "height": loaded.pixels.shape[0], "width": loaded.pixels.shape[1], "channels": 1 if loaded.pixels.ndim == 2 else 3,
+                "model_channels": model_channels, "tile": tile, "overlap": overlap, "quality": quality, "strength": strength,
+                "evidence": _evidence_json(evidence),
+                "pixels": _u8(folder, f"resaved_{name}_in.u8", loaded.pixels), "expected": _u8(folder, f"resaved_{name}_out.u8", result.pixels),
+                # As the pipeline vectors: numpy's log2 1 ulp off for a step, or a gray model's float64 round trip.
+                "exact": model_channels == 1 and loaded.pixels.ndim == 2 or model_channels == 3 and _numpy_steps_exact(evidence),
+            })
+    manifest["resaved_pipeline"] = {"fake_model": FAKE, "cases": entries}
+
+
 def _write_orientation_vectors(folder: Path, manifest: dict) -> None:
     entries = []
     for name, pixels in [("rgb", np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)), ("gray", np.arange(4 * 6, dtype=np.uint8).reshape(4, 6))]:
@@ -932,6 +1148,9 @@ def _write_vectors(folder: Path) -> dict:
     _write_routing_vectors(folder, manifest)
     _write_cascade_vectors(folder, manifest)
     _write_orientation_vectors(folder, manifest)
+    _write_history_vectors(folder, manifest)
+    _write_strength_vectors(folder, manifest)
+    _write_resaved_pipeline_vectors(folder, manifest)
     _write_meta_vectors(folder, manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return manifest
@@ -1048,6 +1267,9 @@ def test_kotlin_tests_read_every_vector_set(kotlin_run):
         "cascade_pipeline": len(manifest["cascade_pipeline"]["cases"]),
         "orientation": len(manifest["orientation"]),
         "model_meta": len(manifest["model_meta"]["valid"]) + len(manifest["model_meta"]["broken"]),
+        "history": len(manifest["history"]["cases"]) + len(manifest["history"]["coarser"]),
+        "strength": len(manifest["strength"]["blends"]) + len(manifest["strength"]["refused"]) + len(manifest["strength"]["pads"]),
+        "resaved_pipeline": len(manifest["resaved_pipeline"]["cases"]),
     }
     assert seen == expected, proc.stdout[-5000:]
 

@@ -60,7 +60,10 @@ class Compression(
  *    of the low AC coefficients from the nearest multiple of the step, coefficients within
  *    [ZERO_BAND] steps of zero left out, at least [MIN_COEFFICIENTS] of them (float32, summed in
  *    numpy's order); local minima under [FIT_THRESHOLD] are compressions the pixels went through,
- *    the coarsest per grid counts;
+ *    the coarsest per grid counts; where none fits on a grid whose boundaries stand out on both
+ *    axes ([PEAK] over the median; not the file's own grid of a JPEG file), each frequency's step is
+ *    searched on its own among [CUSTOM_STEPS] (custom tables from cameras and editors), and the
+ *    nearest standard quality stands for them;
  * 3. the coarsest of those coarser than the file's tables by [COARSER_LOG_RATIO] (mean log step
  *    ratio) is the earlier compression; its chroma table follows from its quality (IJG scaling), its
  *    chroma layout is the file's (else 4:2:0).
@@ -86,6 +89,12 @@ class CompressionHistory(val last: Compression?, val earlier: Compression?, val 
         const val ZERO_BAND = 0.25f
         const val MAX_BLOCKS = 1024
         const val MAX_PROFILE_LINES = 1024
+        /** A grid whose boundary steps stand this much over the median phase on both axes is searched for custom tables. */
+        const val PEAK = 1.1
+        /** Custom tables: steps searched per frequency (2..160), coefficients off zero a frequency needs, frequencies that must fit. */
+        val CUSTOM_STEPS: FloatArray = FloatArray(159) { (it + 2).toFloat() }
+        const val MIN_PER_FREQUENCY = 40
+        const val MIN_FITTED_FREQUENCIES = 6
         /** Steps this fine are indistinguishable from 8-bit rounding noise: such tables are not scored. */
         private const val MIN_SCORED_STEP = 3
 
@@ -112,14 +121,19 @@ class CompressionHistory(val last: Compression?, val earlier: Compression?, val 
             val h = image.height
             val w = image.width
             val luma = luma(image)
-            var found = ArrayList<Compression>()
+            val found = ArrayList<Compression>()
             for (grid in candidateGrids(luma, h, w)) {
-                val misfit = misfitPerQuality(blockCoefficients(luma, h, w, grid.first, grid.second, MAX_BLOCKS))
-                val qualities = fittedQualities(misfit)
-                if (qualities.isEmpty()) continue
-                val quality = qualities.min()!!
-                found.add(Compression(JpegTables.scaleTable(JpegTables.STD_LUMA, quality), null, "gray", quality, true,
-                    grid.first, grid.second, misfit[quality - 1]))
+                val coefficients = blockCoefficients(luma, h, w, grid.y, grid.x, MAX_BLOCKS)
+                val misfits = misfitPerQuality(coefficients)
+                val qualities = fittedQualities(misfits)
+                if (qualities.isNotEmpty()) {
+                    val quality = qualities.min()!! // the coarsest compression seen on this grid
+                    found.add(Compression(JpegTables.scaleTable(JpegTables.STD_LUMA, quality), null, "gray", quality, true,
+                        grid.y, grid.x, misfits[quality - 1]))
+                } else if (grid.prominent && (grid.y != 0 || grid.x != 0 || last == null)) { // the file's own grid holds its own tables
+                    val custom = customCompression(coefficients, grid.y, grid.x)
+                    if (custom != null) found.add(custom)
+                }
             }
             val gridFound = found.isNotEmpty()
             val candidates = found.filter { last == null || coarser(it.lumaTable, last.lumaTable) }
@@ -176,15 +190,17 @@ class CompressionHistory(val last: Compression?, val earlier: Compression?, val 
             return profile
         }
 
-        /** `candidate_grids`: (0, 0), then the grids at the strongest boundary phases (2 per axis), as (y, x). */
-        fun candidateGrids(luma: DoubleArray, height: Int, width: Int, perAxis: Int = 2): List<Pair<Int, Int>> {
-            val rows = strongest(boundaryProfile(luma, height, width, 0), perAxis)
-            val cols = strongest(boundaryProfile(luma, height, width, 1), perAxis)
-            val grids = ArrayList<Pair<Int, Int>>()
-            grids.add(Pair(0, 0))
-            for (gy in rows) for (gx in cols) {
-                val g = Pair(gy, gx)
-                if (g !in grids) grids.add(g)
+        /** A candidate grid (a block corner at ([y], [x]) mod 8); [prominent]: its boundaries stand out on both axes. */
+        data class Grid(val y: Int, val x: Int, val prominent: Boolean)
+
+        /** `candidate_grids`: (0, 0), then the grids at the strongest boundary phases (2 per axis). */
+        fun candidateGrids(luma: DoubleArray, height: Int, width: Int, perAxis: Int = 2): List<Grid> {
+            val rows = boundaryProfile(luma, height, width, 0)
+            val cols = boundaryProfile(luma, height, width, 1)
+            val grids = ArrayList<Grid>()
+            grids.add(Grid(0, 0, rows[0] >= PEAK && cols[0] >= PEAK))
+            for (gy in strongest(rows, perAxis)) for (gx in strongest(cols, perAxis)) {
+                if (gy != 0 || gx != 0) grids.add(Grid(gy, gx, rows[gy] >= PEAK && cols[gx] >= PEAK))
             }
             return grids
         }
@@ -220,12 +236,12 @@ class CompressionHistory(val last: Compression?, val earlier: Compression?, val 
 
         /**
          * `block_coefficients` restricted to the scored frequencies: per block, the DCT of the
-         * level-shifted 8x8 luma block at those frequencies as float32 (N x 15, block-major).
+         * level-shifted 8x8 luma block at those frequencies (N x 15, block-major).
          */
-        fun blockCoefficients(luma: DoubleArray, height: Int, width: Int, gy: Int, gx: Int, maxBlocks: Int): FloatArray {
+        fun blockCoefficients(luma: DoubleArray, height: Int, width: Int, gy: Int, gx: Int, maxBlocks: Int): DoubleArray {
             val origins = blockOrigins(height, width, gy, gx, maxBlocks)
             val blocks = origins.size / 2
-            val out = FloatArray(blocks * F)
+            val out = DoubleArray(blocks * F)
             val block = DoubleArray(64)
             val rowsDct = DoubleArray(4 * 8) // (DCT8 @ X)[u][b] for u < 4
             for (i in 0 until blocks) {
@@ -242,7 +258,7 @@ class CompressionHistory(val last: Compression?, val earlier: Compression?, val 
                     val v = SCORED[f] % 8
                     var s = 0.0
                     for (b in 0 until 8) s += rowsDct[u * 8 + b] * DCT8[v * 8 + b]
-                    out[i * F + f] = s.toFloat()
+                    out[i * F + f] = s
                 }
             }
             return out
@@ -253,10 +269,11 @@ class CompressionHistory(val last: Compression?, val earlier: Compression?, val 
          * of the [coefficients] (from [blockCoefficients]) from the nearest multiple of that standard
          * luma table; infinite where the table is not scored or fewer than [MIN_COEFFICIENTS] count.
          */
-        fun misfitPerQuality(coefficients: FloatArray): DoubleArray {
+        fun misfitPerQuality(coefficients64: DoubleArray): DoubleArray {
             val out = DoubleArray(100) { Double.POSITIVE_INFINITY }
-            val blocks = coefficients.size / F
+            val blocks = coefficients64.size / F
             if (blocks == 0) return out
+            val coefficients = FloatArray(coefficients64.size) { coefficients64[it].toFloat() }
             val distance = FloatArray(coefficients.size)
             val steps = FloatArray(F)
             for (q in SCORABLE) {
@@ -287,6 +304,94 @@ class CompressionHistory(val last: Compression?, val earlier: Compression?, val 
                 if (misfit[i] <= lowest) found.add(i + 1)
             }
             return found
+        }
+
+        /**
+         * `misfit` (double precision) of [coefficients] to a whole [table]: mean distance in steps from
+         * the nearest multiple over those at least [ZERO_BAND] steps off zero; infinite when fewer than
+         * [MIN_COEFFICIENTS] are.
+         */
+        fun misfit(coefficients: DoubleArray, table: DoubleArray): Double {
+            val distances = DoubleArray(coefficients.size)
+            var used = 0
+            for (i in coefficients.indices) {
+                val ratio = coefficients[i] / table[SCORED[i % F]]
+                if (Math.abs(ratio) >= ZERO_BAND) distances[used++] = Math.abs(ratio - Math.rint(ratio))
+            }
+            if (used < MIN_COEFFICIENTS) return Double.POSITIVE_INFINITY
+            return NumpySum.pairwise(distances, 0, used) / used
+        }
+
+        /**
+         * `fitted_steps`: per scored frequency, the coarsest of [CUSTOM_STEPS] at a local minimum (2
+         * steps each side) of the misfit under [FIT_THRESHOLD], with at least [MIN_PER_FREQUENCY]
+         * coefficients off zero; NaN where none fits.
+         */
+        fun fittedSteps(coefficients64: DoubleArray): DoubleArray {
+            val blocks = coefficients64.size / F
+            val values = FloatArray(coefficients64.size) { coefficients64[it].toFloat() }
+            val s = CUSTOM_STEPS.size
+            val misfits = DoubleArray(s * F)
+            val sums = FloatArray(F)
+            val counts = IntArray(F)
+            for (k in 0 until s) {
+                val step = CUSTOM_STEPS[k]
+                java.util.Arrays.fill(sums, 0f)
+                java.util.Arrays.fill(counts, 0)
+                for (n in 0 until blocks) for (f in 0 until F) { // summed block by block, as numpy reduces that axis
+                    val ratio = values[n * F + f] / step
+                    val used = Math.abs(ratio) >= ZERO_BAND
+                    sums[f] += if (used) Math.abs(ratio - Math.rint(ratio.toDouble()).toFloat()) else 0f
+                    if (used) counts[f]++
+                }
+                for (f in 0 until F) {
+                    misfits[k * F + f] = if (counts[f] >= MIN_PER_FREQUENCY) sums[f].toDouble() / Math.max(counts[f], 1) else Double.POSITIVE_INFINITY
+                }
+            }
+            val steps = DoubleArray(F) { Double.NaN }
+            for (f in 0 until F) {
+                for (k in s - 1 downTo 0) {
+                    val m = misfits[k * F + f]
+                    if (!(m < FIT_THRESHOLD)) continue
+                    var lowest = Double.POSITIVE_INFINITY
+                    for (j in Math.max(0, k - 2)..Math.min(s - 1, k + 2)) lowest = Math.min(lowest, misfits[j * F + f])
+                    if (m <= lowest) {
+                        steps[f] = CUSTOM_STEPS[k].toDouble()
+                        break
+                    }
+                }
+            }
+            return steps
+        }
+
+        /** `nearest_standard_quality`: the quality whose scored luma steps are nearest [steps] (NaN ignored) in mean log distance. */
+        fun nearestStandardQuality(steps: DoubleArray): Int {
+            val known = (0 until F).filter { !steps[it].isNaN() }
+            val terms = DoubleArray(known.size)
+            var best = 0
+            var bestErr = Double.NaN
+            for (q in 1..100) {
+                val table = JpegTables.standardLuma(q)
+                for ((i, f) in known.withIndex()) terms[i] = Math.abs(Math.log(table[SCORED[f]].toDouble()) - Math.log(steps[f]))
+                val err = NumpySum.pairwise(terms, 0, terms.size) / known.size
+                if (best == 0 || err < bestErr) {
+                    best = q
+                    bestErr = err
+                }
+            }
+            return best
+        }
+
+        /** `_custom_compression`: custom tables fitted frequency by frequency on grid ([gy], [gx]), null when too few fit. */
+        private fun customCompression(coefficients: DoubleArray, gy: Int, gx: Int): Compression? {
+            val steps = fittedSteps(coefficients)
+            if (steps.count { !it.isNaN() } < MIN_FITTED_FREQUENCIES) return null
+            val quality = nearestStandardQuality(steps)
+            // The standard table at that quality with the fitted steps in their frequencies.
+            val table = DoubleArray(64) { JpegTables.standardLuma(quality)[it].toDouble() }
+            for (f in 0 until F) if (!steps[f].isNaN()) table[SCORED[f]] = steps[f]
+            return Compression(JpegTables.scaleTable(JpegTables.STD_LUMA, quality), null, "gray", quality, false, gy, gx,
+                misfit(coefficients, table))
         }
 
         /** `_coarser`: [table]'s scored steps on average more than [COARSER_LOG_RATIO] (log) coarser than [than]'s. */
