@@ -37,8 +37,8 @@ from daqe_tf.complexity import count_defocus_macs, count_macs
 from daqe_tf.evaluation import evaluate_folder
 from daqe_tf.inference.models import load_model
 from daqe_tf.inference.pipeline import enhance
-from daqe_tf.inference.routing import DEFOCUS_OVERLAP, is_defocus_aware
 from daqe_tf.inference.tiling import plan_tiles
+from daqe_tf.routing.runtime import DEFOCUS_OVERLAP, is_defocus_aware
 
 QUALITIES = (10, 20, 30, 40)
 SETS = (("LIVE1_color", "rgb", False), ("LIVE1_gray", "y", True), ("Classic5", "y", True))

@@ -22,13 +22,13 @@ import numpy as np
 
 from benchmarks.stats import spearman
 from daqe_tf.defocus import DefocusLabelCache
-from daqe_tf.defocus.clusters import fit_thresholds
 from daqe_tf.inference.models import load_model
 from daqe_tf.inference.pipeline import jpeg_evidence, window_qmaps
-from daqe_tf.inference.routing import is_defocus_aware, predict_defocus
 from daqe_tf.io import load_image
 from daqe_tf.jpeg.simulate import compress
 from daqe_tf.models.daqe import assign_clusters, defocus_cell_targets, patch_defocus_from_map
+from daqe_tf.routing.policy import fit_thresholds
+from daqe_tf.routing.runtime import is_defocus_aware, predict_defocus
 
 CELL = 16
 

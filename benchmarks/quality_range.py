@@ -24,7 +24,7 @@ from benchmarks.daqe_eval import SETS, score
 from benchmarks.jpeg_baselines import default_data_dir
 from daqe_tf.evaluation import evaluate_folder
 from daqe_tf.inference.models import default_model_path, load_model
-from daqe_tf.inference.routing import is_defocus_aware
+from daqe_tf.routing.runtime import is_defocus_aware
 
 QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 # Double JPEGs: the earlier QF above, below and equal-ish to the last one, shifted and aligned grids.

@@ -40,7 +40,7 @@ from benchmarks.daqe_eval import TILE
 from benchmarks.jpeg_baselines import default_data_dir
 from benchmarks.stats import spearman
 from daqe_tf.complexity import count_defocus_macs, count_macs
-from daqe_tf.defocus.clusters import assign_clusters, budget_thresholds, oracle_exits
+from daqe_tf.routing.policy import assign_clusters, budget_thresholds, oracle_exits
 
 SIGNALS = ("defocus", "readout")
 
@@ -48,8 +48,8 @@ SIGNALS = ("defocus", "readout")
 def collect(model, images, qualities) -> dict:
     """Every patch of ``images`` x ``qualities`` (``train.fit_thresholds.calibration_patches``), and
     per patch its image, QF and the defocus head's MACs on that image."""
-    from daqe_tf.inference.routing import DEFOCUS_OVERLAP
     from daqe_tf.inference.tiling import plan_tiles
+    from daqe_tf.routing.runtime import DEFOCUS_OVERLAP
     from train.fit_thresholds import calibration_patches
 
     parts = {k: [] for k in ("defocus", "readout_inputs", "errors", "image", "quality", "head_macs")}
@@ -126,8 +126,8 @@ def run(model, train_images, eval_images, qualities, budgets, ridge: float) -> l
 def main(argv=None) -> int:
     from daqe_tf.evaluation import load_image
     from daqe_tf.inference.models import load_model
-    from daqe_tf.inference.routing import is_defocus_aware
     from daqe_tf.io import list_image_files
+    from daqe_tf.routing.runtime import is_defocus_aware
     from train.data import list_images, load_images
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

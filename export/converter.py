@@ -282,7 +282,7 @@ def metadata(model, keys: Sequence[str], variant: str, tile: int, ops: Sequence[
         "model_config": {k: v for k, v in model.get_config().items() if k not in ("name", "trainable", "dtype")},
     }
     if family == "daqe":
-        from daqe_tf.inference.routing import PATCH_OVERLAP
+        from daqe_tf.routing.runtime import PATCH_OVERLAP
 
         meta.update(
             patch_size=model.patch_size,

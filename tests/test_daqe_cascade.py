@@ -4,12 +4,12 @@ import keras
 import numpy as np
 import pytest
 
-from daqe_tf.defocus.clusters import budget_cascade_thresholds, cascade_exits, oracle_exits
-from daqe_tf.inference.routing import enhance_routed, run_patches
 from daqe_tf.inference.tiling import plan_tiles
 from daqe_tf.models import build_model
 from daqe_tf.models.daqe import CascadeReadout, cascade_gain, cascade_readout_fit, shared_weights, with_routing
 from daqe_tf.models.daqe.cascade_readout import patch_summary, qmap_summary
+from daqe_tf.routing.policy import budget_cascade_thresholds, cascade_exits, oracle_exits
+from daqe_tf.routing.runtime import enhance_routed, run_patches
 from tests.helpers import TINY_DAQE_CONFIG
 
 RNG = np.random.default_rng(21)
@@ -150,7 +150,7 @@ def test_whole_image_cascade_equals_forcing_the_exit_it_chose(biases, expected):
 
 
 def test_mixed_cascade_routes_by_the_stage_scores_and_survives_a_safe_reload(tmp_path):
-    from daqe_tf.inference.routing import _patch_window
+    from daqe_tf.routing.runtime import _patch_window
 
     model = _model(seed=2)
     pixels = (RNG.uniform(0, 1, (96, 128, 1)) * np.linspace(20, 255, 128)[None, :, None]).repeat(3, axis=2).astype(np.uint8)
@@ -230,7 +230,7 @@ def test_patch_summaries_are_what_the_stages_read_for_any_routing():
 
 
 def test_cap_grants_the_deepest_exit_to_the_lowest_scores_while_the_band_affords_it():
-    from daqe_tf.defocus.clusters import capped_cascade_exits, capped_deepest
+    from daqe_tf.routing.policy import capped_cascade_exits, capped_deepest
 
     costs = [0.25, 0.5, 1.0]
     # 4 patches, all candidates at exit 1 (base 4 x 0.5 = 2.0); cap 0.75 -> allowed 3.0 -> room 2.
@@ -250,9 +250,9 @@ def test_cap_grants_the_deepest_exit_to_the_lowest_scores_while_the_band_affords
 
 
 def test_capped_cascade_stays_within_its_cost_per_band_and_round_trips(tmp_path, monkeypatch):
-    import daqe_tf.inference.routing as routing_module
+    import daqe_tf.routing.runtime as routing_module
     from daqe_tf.complexity import count_macs
-    from daqe_tf.defocus.clusters import capped_cascade_exits
+    from daqe_tf.routing.policy import capped_cascade_exits
 
     model = _model(seed=6)
     costs = [count_macs(model, 32, 32, k) for k in range(3)]
@@ -261,7 +261,7 @@ def test_capped_cascade_stays_within_its_cost_per_band_and_round_trips(tmp_path,
     pixels = (RNG.uniform(0, 1, (96, 128, 1)) * np.linspace(20, 255, 128)[None, :, None]).repeat(3, axis=2).astype(np.uint8)
     probe = _cascade(model, [0.0, 0.0], weights)
     patches = plan_tiles(96, 128, model.patch_size, 0, 16)
-    from daqe_tf.inference.routing import _patch_window
+    from daqe_tf.routing.runtime import _patch_window
 
     images, qmaps = (np.stack(parts) for parts in zip(*(_patch_window(pixels, t, model.patch_size, _qmap_for) for t in patches)))
     features, summary, score0 = probe.cascade_stage({"image": images, "qmap": qmaps}, 0)

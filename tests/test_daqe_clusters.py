@@ -104,7 +104,7 @@ def test_model_rejects_threshold_count():
 
 def test_budget_thresholds_keep_quality_where_routing_costs_least():
     """Patches whose cheap exit loses nothing go early; the budget holds; no feasible split is better."""
-    from daqe_tf.defocus.clusters import budget_thresholds
+    from daqe_tf.routing.policy import budget_thresholds
 
     n = 90
     defocus = np.linspace(0.0, 1.0, n)
@@ -134,7 +134,7 @@ def test_oracle_exits_meet_the_budget_and_bound_any_routing():
     spend, never worse than routing by defocus thresholds at the same budget."""
     import itertools
 
-    from daqe_tf.defocus.clusters import budget_thresholds, oracle_exits
+    from daqe_tf.routing.policy import budget_thresholds, oracle_exits
 
     rng = np.random.default_rng(0)
     costs = np.array([1.0, 2.0, 4.0])

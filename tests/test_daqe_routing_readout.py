@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 
-from daqe_tf.defocus.clusters import assign_clusters
 from daqe_tf.models import build_model
 from daqe_tf.models.daqe import (
     RoutingReadout,
@@ -14,6 +13,7 @@ from daqe_tf.models.daqe import (
     with_routing,
 )
 from daqe_tf.models.daqe.routing_readout import readout_inputs
+from daqe_tf.routing.policy import assign_clusters
 from tests.helpers import TINY_DAQE_CONFIG, daqe_train_config
 
 RNG = np.random.default_rng(11)

@@ -8,8 +8,8 @@ import pytest
 from keras import ops
 
 from daqe_tf.inference.litert_runner import LiteRTModel
-from daqe_tf.inference.routing import PATCH_OVERLAP
 from daqe_tf.models import QGAUNet
+from daqe_tf.routing.runtime import PATCH_OVERLAP
 from export.converter import ExportError, export_tflite, metadata_path
 from export.main import main as export_main
 from tests.export_cases import CASES, TILE, jpeg_inputs
@@ -62,7 +62,7 @@ def test_every_signature_matches_keras(case, variant, exported):
 
 @pytest.mark.parametrize("variant", CASES["daqe_cascade"])
 def test_cascade_stage_and_head_signatures_match_keras_and_route_alike(variant, exported, tmp_path):
-    from daqe_tf.inference.routing import enhance_routed
+    from daqe_tf.routing.runtime import enhance_routed
 
     model, paths = exported("daqe_cascade")
     litert = LiteRTModel(paths[variant])

@@ -154,7 +154,7 @@ def test_strength_blends_the_input_and_the_output(color_model):
 def test_routing_maps_of_a_shifted_grid_cover_the_image():
     """A DAQE model on a re-saved file routes the padded frame; its maps are cut back to the image."""
     from daqe_tf.inference.models import load_model
-    from daqe_tf.inference.routing import defocus_image, exit_overlay
+    from daqe_tf.routing.pictures import defocus_image, exit_overlay
 
     model = load_model("daqe_tf/weights/daqe_cnn_color_c4_cascade.tflite")
     resaved = _resaved(_textured(144, 160, seed=4), offset=(2, 6))

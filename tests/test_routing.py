@@ -7,21 +7,19 @@ import pytest
 from PIL import Image
 
 from daqe_tf.inference.pipeline import enhance, enhance_pixels, jpeg_evidence, window_qmaps
-from daqe_tf.inference.routing import (
+from daqe_tf.inference.tiling import cell_owners, plan_tiles
+from daqe_tf.io import load_image
+from daqe_tf.models import build_model
+from daqe_tf.models.daqe import assign_clusters, patch_defocus_from_map
+from daqe_tf.routing.pictures import defocus_image, exit_colours, exit_overlay
+from daqe_tf.routing.runtime import (
     Routing,
-    defocus_image,
-    exit_colours,
-    exit_overlay,
     patch_mean,
     predict_cells,
     predict_defocus,
     route_patches,
     run_patches,
 )
-from daqe_tf.inference.tiling import cell_owners, plan_tiles
-from daqe_tf.io import load_image
-from daqe_tf.models import build_model
-from daqe_tf.models.daqe import assign_clusters, patch_defocus_from_map
 from tests.helpers import TINY_DAQE_CONFIG, natural_image
 
 EXIT_OFFSETS = (-0.06, 0.0, 0.06)  # exits 0 and 2 differ by 0.12 (31 grey levels)

@@ -41,115 +41,23 @@ import argparse
 
 import numpy as np
 
-from daqe_tf.defocus.clusters import assign_clusters, budget_thresholds, fit_thresholds, oracle_exits
-
-
-def _compressed(model, image: np.ndarray, quality: int):
-    """``image`` compressed at ``quality`` (Pillow, 4:2:0) as inference sees it: (JPEG, its ``qmap_for``, the patch plan)."""
-    from daqe_tf.inference.pipeline import jpeg_evidence, window_qmaps
-    from daqe_tf.inference.routing import CELL, PATCH_OVERLAP
-    from daqe_tf.inference.tiling import plan_tiles
-    from daqe_tf.io import load_image
-    from daqe_tf.jpeg.simulate import compress
-
-    jpeg = compress(image, quality)
-    qmap_for = window_qmaps(jpeg_evidence(load_image(jpeg.data)), model.image_channels)
-    return jpeg, qmap_for, plan_tiles(*image.shape[:2], model.patch_size, PATCH_OVERLAP, CELL)
-
-
-def patch_routing_values(model, image: np.ndarray, quality: int, channel: int = 1) -> np.ndarray:
-    """Per inference patch of ``image`` at ``quality``: the model's routing value (what its thresholds
-    split; ``channel`` 1) or its predicted defocus (``channel`` 0)."""
-    from daqe_tf.inference.routing import patch_mean, predict_cells
-
-    jpeg, qmap_for, patches = _compressed(model, image, quality)
-    cells = predict_cells(jpeg.decoded, model, qmap_for)[..., channel]
-    return np.array([patch_mean(cells, t) for t in patches], np.float32)
-
-
-def patch_cascade_inputs(model, pixels: np.ndarray, qmap_for, patches, batch_size: int = 8) -> np.ndarray:
-    """(n, D + 1) per patch: ``DAQENet.patch_summaries`` (every branch's summary, the mean luma Q-map).
-
-    Stage m of a cascade reads the first ``stage_width(model, m)`` columns and the last one.
-    """
-    from daqe_tf.inference.pipeline import compiled_patch_summaries
-    from daqe_tf.inference.routing import _patch_window
-
-    forward = compiled_patch_summaries(model)
-    rows = []
-    for first in range(0, len(patches), batch_size):
-        windows = [_patch_window(pixels, t, model.patch_size, qmap_for) for t in patches[first : first + batch_size]]
-        images, qmaps = (np.stack(parts) for parts in zip(*windows))
-        rows.append(np.asarray(forward(images, qmaps)))
-    return np.concatenate(rows)
-
-
-def stage_width(model, stage: int) -> int:
-    """Summary columns stage ``stage`` of a cascade reads: ``patch_summary`` of branches 0..stage."""
-    return sum(2 * model.branches[m].width for m in range(stage + 1))
-
-
-def stage_columns(model, stage: int, inputs: np.ndarray) -> np.ndarray:
-    """The columns of ``patch_cascade_inputs`` that stage ``stage`` reads (its summary and the Q-map)."""
-    return np.concatenate([inputs[:, : stage_width(model, stage)], inputs[:, -1:]], axis=1)
-
-
-def calibration_patches(model, image: np.ndarray, quality: int, cascade: bool = False) -> dict:
-    """Every inference patch of ``image`` at ``quality``: what routing could use, and what each exit costs it.
-
-    Returns ``defocus`` (n,) predicted, ``readout_inputs`` (n, F + 1) the patch means a routing
-    readout is fitted on, and ``errors`` (n, N): squared error through each exit, summed over the
-    pixels the patch owns (``cell_owners``) in the image blended with every patch forced through
-    that exit, so each pixel is charged once. ``cascade``: also ``cascade_inputs``
-    (``patch_cascade_inputs``).
-    """
-    from daqe_tf.inference.routing import CELL, patch_mean, predict_cells, run_patches
-    from daqe_tf.inference.tiling import cell_owners
-
-    jpeg, qmap_for, patches = _compressed(model, image, quality)
-    cells = predict_cells(jpeg.decoded, model, qmap_for)
-    inputs = predict_cells(jpeg.decoded, model, qmap_for, maps="readout_inputs")
-    height, width = image.shape[:2]
-    rows, cols = cell_owners(patches, height, width, CELL)
-    ncols = len({t.x0 for t in patches})
-    owner = (rows[:, None] * ncols + cols[None, :]).repeat(CELL, 0).repeat(CELL, 1)[:height, :width]
-    errors = np.zeros((len(patches), model.num_exits))
-    for k in range(model.num_exits):
-        out = run_patches(jpeg.decoded, model, qmap_for, patches, np.full(len(patches), k, np.int32))
-        squared = (out.astype(np.float64) - image.astype(np.float64)) ** 2
-        squared = squared.reshape(height, width, -1).sum(axis=-1)
-        errors[:, k] = np.bincount(owner.ravel(), weights=squared.ravel(), minlength=len(patches))
-    result = {
-        "defocus": np.array([patch_mean(cells[..., 0], t) for t in patches], np.float32),
-        "readout_inputs": np.stack([patch_mean(inputs, t) for t in patches]),
-        "errors": errors,
-    }
-    if cascade:
-        result["cascade_inputs"] = patch_cascade_inputs(model, jpeg.decoded, qmap_for, patches)
-    return result
-
-
-def calibrate(model, images: list[np.ndarray], qualities, cascade: bool = False) -> dict:
-    """``calibration_patches`` of images x qualities, concatenated, with ``image`` (n,): which
-    image x quality each patch came from."""
-    parts = [calibration_patches(model, image, q, cascade) for image in images for q in qualities]
-    for index, part in enumerate(parts):
-        part["image"] = np.full(len(part["errors"]), index)
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-
-
-def per_image_errors(errors: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """Each patch's exit errors divided by its image's all-deepest error: summed, the mean dB loss to first order."""
-    errors = np.asarray(errors, np.float64)
-    totals = np.bincount(image, weights=errors[:, -1])
-    return errors / np.maximum(totals[image], 1e-12)[:, None]
+from daqe_tf.routing.calibration import (  # noqa: F401  (calibration_patches, patch_routing_values re-exported)
+    calibrate,
+    calibration_patches,
+    mean_image_db,
+    patch_routing_values,
+    per_image_errors,
+    stage_columns,
+)
+from daqe_tf.routing.policy import assign_clusters, budget_thresholds, fit_thresholds, oracle_exits
 
 
 def fit_cascade(model, patches: dict, costs, budget: float, ridge: float, max_cost: float | None = None):
     """A copy of ``model`` routing by a fitted cascade within ``budget`` (and its per-image cap
     ``max_cost``, stored in the model); prints the trade-off table."""
-    from daqe_tf.defocus.clusters import budget_cascade_thresholds, capped_cascade_exits
-    from daqe_tf.models.daqe import cascade_readout_fit, with_routing
+    from daqe_tf.models.daqe import with_routing
+    from daqe_tf.routing.calibration import cascade_readout_fit
+    from daqe_tf.routing.policy import budget_cascade_thresholds, capped_cascade_exits
 
     stages = range(model.num_exits - 1)
     fits = [cascade_readout_fit(stage_columns(model, m, patches["cascade_inputs"]), patches["errors"], m, ridge, patches["image"])
@@ -172,21 +80,14 @@ def fit_cascade(model, patches: dict, costs, budget: float, ridge: float, max_co
     return with_routing(model, "cascade", model.thresholds, fitted, max_cost=max_cost, exit_costs=relative)
 
 
-def mean_image_db(patches: dict, exits: np.ndarray) -> float:
-    """Mean over calibration images of 10 log10(routed error / all-deepest error)."""
-    errors = patches["errors"]
-    routed = np.bincount(patches["image"], weights=errors[np.arange(len(exits)), exits])
-    deepest = np.bincount(patches["image"], weights=errors[:, -1])
-    return float(np.mean(10 * np.log10(routed / np.maximum(deepest, 1e-12))))
-
-
 def signal_model(model, signal: str, patches: dict, ridge: float):
     """(model routing by ``signal``, each calibration patch's value of that signal).
 
     "readout" fits ``routing_readout_fit`` on the patches; the returned model's thresholds are
     placeholders until the caller fits them on the returned values.
     """
-    from daqe_tf.models.daqe import routing_readout_fit, with_routing
+    from daqe_tf.models.daqe import with_routing
+    from daqe_tf.routing.calibration import routing_readout_fit
 
     if signal == "defocus":
         values = patches["defocus"]
@@ -261,7 +162,7 @@ def spread(paths: list, count: int) -> list:
 
 def main(argv=None) -> int:
     from daqe_tf.inference.models import load_model, save_model
-    from daqe_tf.inference.routing import is_defocus_aware
+    from daqe_tf.routing.runtime import is_defocus_aware
     from train.data import list_images, load_images
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -2,7 +2,7 @@
 
 ``enhance`` is the one call behind the Python API and the CLI, for both model families:
 QGAUNet runs tiles through one exit, DAQE models route patches to exits by predicted
-defocus (``daqe_tf.inference.routing``). The compression that dominates the pixels drives
+defocus (``daqe_tf.routing``). The compression that dominates the pixels drives
 the Q-map: the file's own tables, or an earlier, coarser compression its pixels still show
 (``daqe_tf.jpeg.history``), moved to the origin when its grid is shifted; the caller may set
 the quality instead, and the result says which. Work happens in the stored orientation,
@@ -11,17 +11,24 @@ where the block grid is, and EXIF orientation is applied to the result.
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from collections.abc import Callable
 
 import numpy as np
 
-from daqe_tf.inference.routing import Routing, enhance_routed, is_defocus_aware
+from daqe_tf.inference.compiled import (  # noqa: F401  (compiled_patch_summaries, compiled_readout_inputs re-exported)
+    compiled_cascade_stage,
+    compiled_cell_maps,
+    compiled_exit_from_features,
+    compiled_forward,
+    compiled_patch_summaries,
+    compiled_readout_inputs,
+)
 from daqe_tf.inference.tiling import Tile, enhance_tiled
 from daqe_tf.io import ImageInputError, LoadedImage, apply_orientation, load_image
 from daqe_tf.jpeg.history import CompressionHistory, compression_for_quality, estimate_history, file_compression
 from daqe_tf.jpeg.qmap import qmap_from_tables
 from daqe_tf.jpeg.simulate import SUBSAMPLING_FACTORS
+from daqe_tf.routing.runtime import Forwards, Routing, enhance_routed, is_defocus_aware
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,85 +109,6 @@ def jpeg_evidence(loaded: LoadedImage, quality: int | None = None) -> JpegEviden
 _TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 
 
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def compiled_forward(model, exit_index: int) -> Callable:
-    """``model(inputs, exit_index)`` compiled for the active Keras backend (cached per model).
-
-    Eager Keras calls pay Python overhead per layer; tiles mostly share one
-    shape, so a compiled function is traced a handful of times per model.
-    """
-    return _compiled(model, exit_index, lambda image, qmap: model({"image": image, "qmap": qmap}, exit_index=exit_index))
-
-
-def compiled_cell_maps(model) -> Callable:
-    """``model.cell_maps(inputs)`` (DAQE: defocus and routing value per cell) compiled like ``compiled_forward``."""
-    return _compiled(model, "cell_maps", lambda image, qmap: model.cell_maps({"image": image, "qmap": qmap}))
-
-
-def compiled_cascade_stage(model, stage: int) -> Callable:
-    """``model.cascade_stage`` for one stage, compiled: (image, qmap[, context, summary]) -> (features, summary, score)."""
-    def forward(image, qmap, *carried):
-        return model.cascade_stage({"image": image, "qmap": qmap}, stage, *carried)
-
-    return _compiled(model, ("cascade", stage), forward)
-
-
-def compiled_patch_summaries(model) -> Callable:
-    """``model.patch_summaries`` (what a cascade's readouts are fitted on), compiled."""
-    return _compiled(model, "patch_summaries", lambda image, qmap: model.patch_summaries({"image": image, "qmap": qmap}))
-
-
-def compiled_exit_from_features(model, stage: int) -> Callable:
-    """``model.exit_from_features`` for one stage, compiled: (features, image) -> exit output."""
-    return _compiled(model, ("exit_from", stage), lambda features, image: model.exit_from_features(stage, features, image))
-
-
-def compiled_readout_inputs(model) -> Callable:
-    """What a DAQE model's routing readout reads per cell (head features, mean luma Q-map), compiled."""
-    from daqe_tf.models.daqe.routing_readout import readout_inputs
-
-    head = model.defocus_head
-    return _compiled(model, "readout_inputs",
-                     lambda image, qmap: readout_inputs(head.features([image, qmap]), qmap, head.cell_size))
-
-
-def _compiled(model, key, forward: Callable) -> Callable:
-    cache = _COMPILED.setdefault(model, {})
-    if key not in cache:
-        cache[key] = _compile(model, forward)
-    return cache[key]
-
-
-def _compile(model, forward: Callable) -> Callable:
-    from daqe_tf.inference.litert_runner import LiteRTModel
-
-    if isinstance(model, LiteRTModel):
-        return forward  # already compiled; and no Keras on a LiteRT-only install
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(forward, reduce_retracing=True)
-    if backend == "jax":
-        import jax
-
-        # The weights go in as arguments: jitting ``forward`` itself would bake the values they
-        # had at tracing into the compiled code, and a model that trains on would run stale.
-        variables = model.variables
-
-        def stateless(values, *args):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                return forward(*args)
-
-        jitted = jax.jit(stateless)
-        return lambda *args: jitted([v.value for v in variables], *args)
-    return forward
-
-
 def window_qmaps(evidence: JpegEvidence, image_channels: int) -> Callable[[int, int, tuple], np.ndarray]:
     """``qmap_for(height, width, origin)``: the Q-map of a window, as a model with ``image_channels`` takes it."""
     chroma = evidence.chroma_table
@@ -192,6 +120,12 @@ def window_qmaps(evidence: JpegEvidence, image_channels: int) -> Callable[[int, 
     gy, gx = evidence.grid
     return lambda height, width, origin: qmap_from_tables(
         evidence.luma_table, chroma, height, width, subsampling, origin=(origin[0] - gy, origin[1] - gx))
+
+
+def _forwards() -> Forwards:
+    """The routing runtime's model calls: this module's compiled functions, looked up when called."""
+    return Forwards(compiled_forward, compiled_cell_maps, compiled_readout_inputs, compiled_cascade_stage,
+                    compiled_exit_from_features)
 
 
 def _model_runner(model, evidence: JpegEvidence, exit_index: int, image_channels: int) -> Callable:
@@ -243,7 +177,7 @@ def _enhance(pixels, model, evidence, exit_index, tile, overlap, progress, defoc
     if is_defocus_aware(model):
         qmap_for = window_qmaps(evidence, channels)
         return enhance_routed(pixels, model, qmap_for, exit_index=exit_index, tile=tile, progress=progress,
-                              defocus_map=defocus_map)
+                              defocus_map=defocus_map, forwards=_forwards())
     run = _model_runner(model, evidence, model.num_exits - 1 if exit_index is None else exit_index, channels)
     return enhance_tiled(pixels, run, tile=tile, overlap=overlap, align=16, progress=progress), None
 

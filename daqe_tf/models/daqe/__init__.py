@@ -1,6 +1,6 @@
 """DAQE: defocus-aware dynamic enhancement (defocus head, clusters, progressive branches)."""
 from daqe_tf.models.daqe.branches import DAQEBranch
-from daqe_tf.models.daqe.cascade_readout import CascadeReadout, cascade_gain, cascade_readout_fit
+from daqe_tf.models.daqe.cascade_readout import CascadeReadout
 from daqe_tf.models.daqe.clusters import (
     assign_clusters,
     assign_clusters_tensor,
@@ -10,7 +10,8 @@ from daqe_tf.models.daqe.clusters import (
 )
 from daqe_tf.models.daqe.defocus_head import DefocusHead, defocus_cell_targets
 from daqe_tf.models.daqe.model import DAQENet, shared_weights, with_routing
-from daqe_tf.models.daqe.routing_readout import RoutingReadout, routing_readout_fit
+from daqe_tf.models.daqe.routing_readout import RoutingReadout
+from daqe_tf.routing.calibration import cascade_gain, cascade_readout_fit, routing_readout_fit
 
 __all__ = [
     "CascadeReadout",

@@ -10,7 +10,7 @@ product per patch) and the defocus head need not run at all.
 
 Stage m's score is a linear readout of ``patch_summary`` of branches 0..m (per-channel mean and
 mean absolute value over the patch) and of the patch's mean luma Q-map, fitted after training
-(``train.fit_thresholds --signal cascade``, ``cascade_readout_fit``) to what going on from exit m
+(``train.fit_thresholds --signal cascade``, ``daqe_tf.routing.calibration.cascade_readout_fit``) to what going on from exit m
 to the deepest saves the patch, as a share of its image's error. A patch leaves through exit m
 when the score is positive: the fitted threshold is folded into the bias, so higher means "exit m
 is already close to the deepest", the orientation of every routing signal.
@@ -20,8 +20,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 from keras import layers, ops
-
-from daqe_tf.models.daqe.routing_readout import ridge_fit
 
 
 def patch_summary(features):
@@ -63,57 +61,3 @@ class CascadeReadout(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], 1)
-
-
-def _image_index(groups, count: int) -> np.ndarray:
-    """(count,) 0..K-1: which of K images each patch belongs to (``groups`` None: all one image)."""
-    return np.zeros(count, np.int64) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
-
-
-def cascade_gain(exit_errors: np.ndarray, stage: int, groups=None) -> np.ndarray:
-    """(n,) what the deepest exit saves each patch over exit ``stage``, in units of its image's mean
-    deepest-exit error per patch: summed over an image's patches and divided by their number, the
-    fraction of the image's error (about its dB loss / 4.34) that sending them deep removes.
-
-    ``exit_errors`` (n, N) squared errors per patch and exit; ``groups`` (n,) the image of each patch
-    (None: one image).
-    """
-    errors = np.asarray(exit_errors, np.float64)
-    index = _image_index(groups, len(errors))
-    mean_deepest = np.bincount(index, weights=errors[:, -1]) / np.bincount(index)
-    return (errors[:, stage] - errors[:, -1]) / np.maximum(mean_deepest[index], 1e-12)
-
-
-def cascade_readout_fit(inputs: np.ndarray, exit_errors: np.ndarray, stage: int, ridge: float = 300.0,
-                        groups=None) -> tuple[np.ndarray, float]:
-    """Ridge fit of ``-cascade_gain`` on per-patch stage inputs, within images -> (weights, bias).
-
-    ``inputs`` (n, D + 1): [summary of branches 0..stage, qmap_mean] per patch; ``exit_errors``
-    (n, N); ``groups`` (n,) the image of each patch (None: one image). Why this target: the cap
-    gives every image the same compute and hands the deepest exit to the patches with the lowest
-    scores, so what the readout must get right is which patches of an image save the most error,
-    in absolute terms (a log error ratio ranks a flat patch that improves by 10 % above a textured
-    one that improves by less but saves far more). Inputs and targets are centred per image, so the
-    weights rank patches within an image and image-wide offsets go to the bias and the threshold.
-    The same ridge regression as the one-shot readout's (``routing_readout.ridge_fit``); the
-    threshold is not in it yet: ``train.fit_thresholds`` subtracts it from the bias.
-    """
-    inputs = np.asarray(inputs, np.float64)
-    errors = np.asarray(exit_errors, np.float64)
-    if inputs.ndim != 2 or errors.ndim != 2 or len(inputs) != len(errors) or len(inputs) < 2:
-        raise ValueError("need (n, D) stage inputs and (n, N) exit errors for the same n >= 2 patches")
-    if not 0 <= stage < errors.shape[1] - 1:
-        raise ValueError(f"stage {stage} out of range for {errors.shape[1]} exits (the deepest has no decision)")
-    if groups is not None and len(groups) != len(inputs):
-        raise ValueError("need one group (image) per patch")
-    target = -cascade_gain(errors, stage, groups)
-    index = _image_index(groups, len(inputs))
-    counts = np.bincount(index)[:, None]
-
-    def centred(values):
-        values = values.reshape(len(values), -1)
-        means = np.stack([np.bincount(index, weights=column) for column in values.T], axis=1) / counts
-        return values - means[index]
-
-    weights, _ = ridge_fit(centred(inputs), centred(target)[:, 0], ridge)
-    return weights, float(np.mean(target - inputs @ weights))

@@ -3,14 +3,14 @@
 Defocused patches lost little detail to JPEG and gain little from deep branches, so MORE
 defocus means a LOWER cluster id and an earlier, cheaper exit. Thresholds are quantiles of the
 predicted patch defocus over the training set, so the clusters start out equally populated.
-The numpy rule lives in ``daqe_tf.defocus.clusters`` (no Keras); these ``*_tensor`` versions
+The numpy rule lives in ``daqe_tf.routing.policy`` (no Keras); these ``*_tensor`` versions
 run it inside the model.
 """
 from __future__ import annotations
 
 from keras import ops
 
-from daqe_tf.defocus.clusters import (  # noqa: F401  (re-exported)
+from daqe_tf.routing.policy import (  # noqa: F401  (re-exported)
     assign_clusters,
     fit_thresholds,
     patch_defocus_from_map,

@@ -7,7 +7,7 @@ the file was compressed (the mean luma Q-map over the cell) is fitted, on traini
 ``log(error deepest exit / error exit 0)``: higher means a cheaper exit loses less, the same
 orientation as defocus, so clusters and thresholds work unchanged. Being linear, the mean over a
 patch's cells is the readout of the patch's mean inputs, which is what ``train.fit_thresholds``
-fits by ridge regression (``routing_readout_fit``) and writes into this layer.
+fits by ridge regression (``daqe_tf.routing.calibration.routing_readout_fit``) and writes into this layer.
 """
 from __future__ import annotations
 
@@ -64,31 +64,3 @@ class RoutingReadout(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "cell_size": self.cell_size}
-
-
-def routing_readout_fit(inputs: np.ndarray, exit_errors: np.ndarray, ridge: float = 3.0) -> tuple[np.ndarray, float]:
-    """Ridge fit of ``log(error deepest / error exit 0)`` on per-patch readout inputs -> (weights, bias).
-
-    ``inputs`` (n, F + 1): each patch's mean ``readout_inputs``; ``exit_errors`` (n, N): its
-    squared error through each exit.
-    """
-    inputs = np.asarray(inputs, np.float64)
-    errors = np.asarray(exit_errors, np.float64)
-    if inputs.ndim != 2 or errors.ndim != 2 or len(inputs) != len(errors) or len(inputs) < 2:
-        raise ValueError("need (n, F) readout inputs and (n, N) exit errors for the same n >= 2 patches")
-    return ridge_fit(inputs, np.log((errors[:, -1] + 1e-9) / (errors[:, 0] + 1e-9)), ridge)
-
-
-def ridge_fit(inputs: np.ndarray, target: np.ndarray, ridge: float) -> tuple[np.ndarray, float]:
-    """Ridge regression of ``target`` on ``inputs`` (n, D) -> (weights, bias), the intercept unshrunk.
-
-    The inputs are standardised for the penalty and the result is mapped back, so
-    ``inputs @ weights + bias`` is the fitted value.
-    """
-    mean, std = inputs.mean(axis=0), inputs.std(axis=0) + 1e-9
-    design = np.column_stack([(inputs - mean) / std, np.ones(len(inputs))])
-    penalty = ridge * np.eye(design.shape[1])
-    penalty[-1, -1] = 0.0  # the intercept is not shrunk
-    solution = np.linalg.solve(design.T @ design + penalty, design.T @ target)
-    weights = solution[:-1] / std
-    return weights, float(solution[-1] - weights @ mean)
