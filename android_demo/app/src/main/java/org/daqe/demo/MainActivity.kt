@@ -9,6 +9,8 @@ import android.os.Build
 import android.os.Bundle
 import android.os.Handler
 import android.os.Looper
+import android.view.Menu
+import android.view.MenuItem
 import android.widget.Button
 import android.widget.CheckBox
 import android.widget.SeekBar
@@ -21,6 +23,7 @@ import org.daqe.demo.core.CellGrid
 import org.daqe.demo.core.EnhanceResult
 import org.daqe.demo.core.JpegFormatException
 import org.daqe.demo.core.JpegHeaderParser
+import org.daqe.demo.core.JpegEvidence
 import org.daqe.demo.core.Orientation
 import org.daqe.demo.core.TiledEnhancer
 import java.io.FileNotFoundException
@@ -45,6 +48,10 @@ class MainActivity : AppCompatActivity() {
     private var enhanced: Bitmap? = null
     private var sourceName = "photo"
     private var busy = false
+    /** Options menu: null estimates the compression history (default), else the standard tables at this quality. */
+    private var qualityOverride: Int? = null
+    /** Options menu: 0 = input, 1 = the model's output, up to 2 exaggerates (`Strength`). */
+    private var strength = 1f
 
     private lateinit var status: TextView
     private lateinit var compare: BeforeAfterView
@@ -99,6 +106,25 @@ class MainActivity : AppCompatActivity() {
         worker.shutdown()
     }
 
+    override fun onCreateOptionsMenu(menu: Menu): Boolean {
+        val quality = menu.addSubMenu(getString(R.string.menu_quality))
+        quality.add(MENU_QUALITY, 0, 0, getString(R.string.menu_quality_auto))
+        for (q in QUALITIES) quality.add(MENU_QUALITY, q, q, getString(R.string.menu_quality_value, q))
+        val strengths = menu.addSubMenu(getString(R.string.menu_strength))
+        for ((i, s) in STRENGTHS.withIndex()) strengths.add(MENU_STRENGTH, i, i, getString(R.string.menu_strength_value, s))
+        return true
+    }
+
+    override fun onOptionsItemSelected(item: MenuItem): Boolean {
+        when (item.groupId) {
+            MENU_QUALITY -> qualityOverride = if (item.itemId == 0) null else item.itemId
+            MENU_STRENGTH -> strength = STRENGTHS[item.itemId]
+            else -> return super.onOptionsItemSelected(item)
+        }
+        status.text = getString(R.string.status_options, qualityOverride?.toString() ?: getString(R.string.menu_quality_auto), strength)
+        return true
+    }
+
     private fun setBusy(value: Boolean) {
         busy = value
         pick.isEnabled = !value
@@ -143,7 +169,10 @@ class MainActivity : AppCompatActivity() {
                 stored.recycle()
                 val enhancer = enhancerOnWorker()
                 val started = System.nanoTime()
-                val result = enhancer.enhance(pixels, header) { done, total ->
+                // The compression that damaged the pixels (an earlier, coarser save of a re-saved photo
+                // included, on its own grid), or the quality set in the menu; blended by the strength.
+                val evidence = JpegEvidence.of(header, pixels, qualityOverride)
+                val result = enhancer.enhance(pixels, evidence, strength) { done, total ->
                     if (done % 16 == 0 || done == total) post(getString(R.string.status_progress, done, total))
                 }
                 val seconds = (System.nanoTime() - started) / 1e9
@@ -185,7 +214,7 @@ class MainActivity : AppCompatActivity() {
         return getString(
             R.string.status_done, width, height, subsampling, seconds, result.defocusNanos / 1e9, result.exitNanos / 1e9,
             model?.backend ?: "?", counts
-        )
+        ) + "\n" + getString(R.string.status_evidence, result.evidence?.describe() ?: "", strength)
     }
 
     /**
@@ -198,14 +227,16 @@ class MainActivity : AppCompatActivity() {
             val hue = if (exits == 1) 0f else 240f * (exits - 1 - e) / (exits - 1)
             Color.HSVToColor(0x70, floatArrayOf(hue, 0.9f, 1f))
         }
-        val cells = CellGrid.perCell(result.plan, result.exits)
-        val cellCols = CellGrid.cells(width)
         val w = (width + 3) / 4
         val h = (height + 3) / 4
+        // The plan covers the image padded by (offsetY, offsetX) where a shifted grid was moved to the
+        // origin; no exits at all when the strength is 0 (the model did not run).
+        val cells = if (result.exits.isEmpty()) null else CellGrid.perCell(result.plan, result.exits)
+        val cellCols = CellGrid.cells(width + result.offsetX)
         val pixels = IntArray(w * h) { i ->
-            val cy = (i / w) * 4 / CellGrid.CELL
-            val cx = (i % w) * 4 / CellGrid.CELL
-            palette[cells[cy * cellCols + cx]]
+            val cy = ((i / w) * 4 + result.offsetY) / CellGrid.CELL
+            val cx = ((i % w) * 4 + result.offsetX) / CellGrid.CELL
+            if (cells == null) Color.TRANSPARENT else palette[cells[cy * cellCols + cx]]
         }
         val (uw, uh) = Orientation.uprightSize(w, h, orientation)
         return Bitmap.createBitmap(Orientation.apply(pixels, w, h, orientation), uw, uh, Bitmap.Config.ARGB_8888)
@@ -232,5 +263,13 @@ class MainActivity : AppCompatActivity() {
                 done(getString(R.string.status_failed, e.message ?: e.javaClass.simpleName))
             }
         }
+    }
+
+    private companion object {
+        const val MENU_QUALITY = 1
+        const val MENU_STRENGTH = 2
+        /** Qualities the menu offers as overrides (standard tables at that QF on the file's grid). */
+        val QUALITIES = intArrayOf(10, 20, 30, 50, 75, 90)
+        val STRENGTHS = floatArrayOf(0f, 0.5f, 1f, 1.5f, 2f)
     }
 }
