@@ -34,11 +34,12 @@ import numpy as np
 
 from benchmarks.jpeg_baselines import default_data_dir
 from daqe_tf.complexity import count_defocus_macs, count_macs
+from daqe_tf.contracts import routes_patches
 from daqe_tf.evaluation import evaluate_folder
 from daqe_tf.inference.models import load_model
 from daqe_tf.inference.pipeline import enhance
 from daqe_tf.inference.tiling import plan_tiles
-from daqe_tf.routing.runtime import DEFOCUS_OVERLAP, is_defocus_aware
+from daqe_tf.routing.runtime import DEFOCUS_OVERLAP
 
 QUALITIES = (10, 20, 30, 40)
 SETS = (("LIVE1_color", "rgb", False), ("LIVE1_gray", "y", True), ("Classic5", "y", True))
@@ -108,11 +109,11 @@ def modes_of(model, all_exits: bool) -> list[str]:
     """The modes scored for ``model``: DAQE routes and takes its deepest exit; ``all_exits`` adds every exit."""
     deepest = model.num_exits - 1
     fixed = [f"exit {k}" for k in (range(model.num_exits) if all_exits else [deepest])]
-    return (["dynamic"] if is_defocus_aware(model) else []) + fixed
+    return (["dynamic"] if routes_patches(model) else []) + fixed
 
 
 def label(path: str, model) -> str:
-    kind = f"DAQE {getattr(model, 'texture', '')}".strip() if is_defocus_aware(model) else type(model).__name__
+    kind = f"DAQE {getattr(model, 'texture', '')}".strip() if routes_patches(model) else type(model).__name__
     return f"{Path(path).name} ({kind})"
 
 

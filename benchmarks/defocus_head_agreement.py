@@ -21,6 +21,7 @@ import argparse
 import numpy as np
 
 from benchmarks.stats import spearman
+from daqe_tf.contracts import routes_patches
 from daqe_tf.defocus import DefocusLabelCache
 from daqe_tf.inference.models import load_model
 from daqe_tf.inference.pipeline import jpeg_evidence, window_qmaps
@@ -28,7 +29,7 @@ from daqe_tf.io import load_image
 from daqe_tf.jpeg.simulate import compress
 from daqe_tf.models.daqe import assign_clusters, defocus_cell_targets, patch_defocus_from_map
 from daqe_tf.routing.policy import fit_thresholds
-from daqe_tf.routing.runtime import is_defocus_aware, predict_defocus
+from daqe_tf.routing.runtime import predict_defocus
 
 CELL = 16
 
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max_images", type=int, default=0, help="first N images (0 = all)")
     args = parser.parse_args(argv)
     model = load_model(args.model)
-    if not is_defocus_aware(model):
+    if not routes_patches(model):
         parser.error(f"{args.model} is a {type(model).__name__}, not a DAQE model")
     paths = list_images(args.data, args.data_root)[: args.max_images or None]
     images = load_images(paths, grayscale=model.image_channels == 1, min_size=model.patch_size)

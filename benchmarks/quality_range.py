@@ -22,9 +22,9 @@ from pathlib import Path
 
 from benchmarks.daqe_eval import SETS, score
 from benchmarks.jpeg_baselines import default_data_dir
+from daqe_tf.contracts import routes_patches
 from daqe_tf.evaluation import evaluate_folder
 from daqe_tf.inference.models import default_model_path, load_model
-from daqe_tf.routing.runtime import is_defocus_aware
 
 QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 # Double JPEGs: the earlier QF above, below and equal-ish to the last one, shifted and aligned grids.
@@ -50,7 +50,7 @@ def mode_name(model, mode: str) -> str:
     if mode == "deepest":
         return deepest
     if mode == "default":
-        return "dynamic" if is_defocus_aware(model) else deepest
+        return "dynamic" if routes_patches(model) else deepest
     raise ValueError(f"mode must be 'default' or 'deepest', got {mode!r}")
 
 

@@ -124,10 +124,10 @@ def run(model, train_images, eval_images, qualities, budgets, ridge: float) -> l
 
 
 def main(argv=None) -> int:
+    from daqe_tf.contracts import routes_patches
     from daqe_tf.evaluation import load_image
     from daqe_tf.inference.models import load_model
     from daqe_tf.io import list_image_files
-    from daqe_tf.routing.runtime import is_defocus_aware
     from train.data import list_images, load_images
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     model = load_model(args.model)
-    if not is_defocus_aware(model):
+    if not routes_patches(model):
         parser.error(f"{args.model} is a {type(model).__name__}, not a DAQE model")
     grayscale = model.image_channels == 1
     name = args.set or ("LIVE1_gray" if grayscale else "LIVE1_color")

@@ -161,8 +161,8 @@ def spread(paths: list, count: int) -> list:
 
 
 def main(argv=None) -> int:
+    from daqe_tf.contracts import routes_patches
     from daqe_tf.inference.models import load_model, save_model
-    from daqe_tf.routing.runtime import is_defocus_aware
     from train.data import list_images, load_images
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     model = load_model(args.model)
-    if not is_defocus_aware(model):
+    if not routes_patches(model):
         parser.error(f"{args.model} is a {type(model).__name__}, not a DAQE model")
     paths = list_images(args.train_data, args.data_root)
     if args.max_images:

@@ -288,13 +288,13 @@ class Trainer:
         Config values that are not weights (DAQE thresholds) come from ``model_config``, so a run
         from shipped weights passes the shipped file's architecture there (its ``.config.json``)."""
         from daqe_tf.inference.models import load_model
-        from daqe_tf.models.daqe import shared_weights
+        from daqe_tf.models.daqe import DAQENet, shared_weights
 
         if Path(path).suffix != ".keras":
             raise ValueError(f"--init_weights {path}: expected a .keras file (a .tflite file holds no trainable weights)")
         source = load_model(path)  # ModelFileError names a missing or unreadable file
         # A DAQE file's routing readouts are fitted after training (train.fit_thresholds), not trained.
-        source_weights = shared_weights(source) if hasattr(source, "cascade_readouts") else source.weights
+        source_weights = shared_weights(source) if isinstance(source, DAQENet) else source.weights
         ours = [tuple(v.shape) for v in self.model.weights]
         theirs = [tuple(v.shape) for v in source_weights]
         if type(source).__name__ != type(self.model).__name__ or ours != theirs:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from daqe_tf.contracts import is_model_path, routes_patches
 from daqe_tf.inference.compiled import (  # noqa: F401  (compiled_patch_summaries, compiled_readout_inputs re-exported)
     compiled_cascade_stage,
     compiled_cell_maps,
@@ -28,7 +29,7 @@ from daqe_tf.io import ImageInputError, LoadedImage, apply_orientation, load_ima
 from daqe_tf.jpeg.history import CompressionHistory, compression_for_quality, estimate_history, file_compression
 from daqe_tf.jpeg.qmap import qmap_from_tables
 from daqe_tf.jpeg.simulate import SUBSAMPLING_FACTORS
-from daqe_tf.routing.runtime import Forwards, Routing, enhance_routed, is_defocus_aware
+from daqe_tf.routing.runtime import Forwards, Routing, enhance_routed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +175,7 @@ def _enhance(pixels, model, evidence, exit_index, tile, overlap, progress, defoc
     if pixels.ndim == 2 and channels == 3:
         rgb, routing = _enhance(np.repeat(pixels[..., None], 3, axis=2), model, evidence, exit_index, tile, overlap, progress, defocus_map)
         return np.clip(np.round(rgb.astype(np.float64).mean(axis=2)), 0, 255).astype(np.uint8), routing
-    if is_defocus_aware(model):
+    if routes_patches(model):
         qmap_for = window_qmaps(evidence, channels)
         return enhance_routed(pixels, model, qmap_for, exit_index=exit_index, tile=tile, progress=progress,
                               defocus_map=defocus_map, forwards=_forwards())
@@ -249,12 +250,12 @@ def enhance(
 
     strength = check_strength(strength)
     loaded = load_image(source)
-    if model is None or isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+    if model is None or is_model_path(model):
         model = load_model(model, grayscale=loaded.is_grayscale)
     evidence = jpeg_evidence(loaded, quality)
     if exit_index is not None:
         exit_index = exit_index % model.num_exits
-    elif not is_defocus_aware(model):
+    elif not routes_patches(model):
         exit_index = model.num_exits - 1
     if strength == 0.0:
         pixels, routing = loaded.pixels, None

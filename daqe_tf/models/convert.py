@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from daqe_tf.contracts import PatchModel
+
 COLOR_INPUTS = 5  # R, G, B, luma Q-map, chroma Q-map: what a colour model's first convolutions read
 GRAY_INPUTS = 2  # Y, Q-map
 
@@ -41,9 +43,10 @@ def grayscale_from_color(model):
     On gray content it computes what the colour model computes as the pipeline runs it (up to
     float rounding); every other setting (widths, exits, DAQE thresholds and routing) is kept.
     """
-    if getattr(model, "image_channels", None) != 3:
+    channels = model.image_channels if isinstance(model, PatchModel) else None
+    if channels != 3:
         raise ValueError(f"need a colour (image_channels=3) model, got {type(model).__name__} with "
-                         f"image_channels={getattr(model, 'image_channels', None)}")
+                         f"image_channels={channels}")
     gray = type(model).from_config({**model.get_config(), "image_channels": 1})
     gray.build({"image": (None, None, None, 1), "qmap": (None, None, None, 1)})
     if [v.path for v in gray.weights] != [v.path for v in model.weights]:

@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from daqe_tf.contracts import CascadeModel, DefocusModel, PatchModel, routes_patches, routing_signal
 from daqe_tf.inference import compiled
 from daqe_tf.inference.tiling import Tile, cell_owners, plan_tiles, stitch, to_uint8
 from daqe_tf.routing.policy import assign_clusters, capped_deepest
@@ -61,10 +62,7 @@ class Forwards:
 DEFAULT_FORWARDS = Forwards()
 
 
-def is_defocus_aware(model) -> bool:
-    """Whether ``model`` routes patches by defocus (DAQENet, or a runner exposing the same surface)."""
-    return callable(getattr(model, "cell_maps", None)) and getattr(model, "thresholds", None) is not None \
-        and getattr(model, "patch_size", None) is not None
+is_defocus_aware = routes_patches  # the former name of ``daqe_tf.contracts.routes_patches``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +99,7 @@ class Routing:
         return f"exits by {by} ({shares} of {counts.sum()} patches)"
 
 
-def predict_cells(pixels: np.ndarray, model, qmap_for: QmapFor, tile: int = 512, maps: str = "cell_maps",
+def predict_cells(pixels: np.ndarray, model: DefocusModel, qmap_for: QmapFor, tile: int = 512, maps: str = "cell_maps",
                   forwards: Forwards = DEFAULT_FORWARDS) -> np.ndarray:
     """A per-cell output of the model over a uint8 image: float32 (ceil(H/16), ceil(W/16), C).
 
@@ -129,7 +127,7 @@ def predict_cells(pixels: np.ndarray, model, qmap_for: QmapFor, tile: int = 512,
     return cells
 
 
-def predict_defocus(pixels: np.ndarray, model, qmap_for: QmapFor, tile: int = 512) -> np.ndarray:
+def predict_defocus(pixels: np.ndarray, model: DefocusModel, qmap_for: QmapFor, tile: int = 512) -> np.ndarray:
     """The defocus head over a uint8 image: log1p(sigma) per 16-px cell, float32 (ceil(H/16), ceil(W/16))."""
     return predict_cells(pixels, model, qmap_for, tile)[..., 0]
 
@@ -182,7 +180,7 @@ def _stitch_rows(pixels: np.ndarray, patches: list[Tile], row_results) -> np.nda
 
 def run_patches(
     pixels: np.ndarray,
-    model,
+    model: PatchModel,
     qmap_for: QmapFor,
     patches: list[Tile],
     exits: np.ndarray,
@@ -218,7 +216,7 @@ def run_patches(
 
 def run_cascade(
     pixels: np.ndarray,
-    model,
+    model: CascadeModel,
     qmap_for: QmapFor,
     patches: list[Tile],
     batch_size: int = EXIT_BATCH,
@@ -255,11 +253,11 @@ def run_cascade(
     return output, np.array([exit_of[t] for t in patches], np.int32)
 
 
-def _cascade_band(pixels, model, qmap_for, tiles: list[Tile], batch_size: int, results: dict, exit_of: dict,
+def _cascade_band(pixels, model: CascadeModel, qmap_for, tiles: list[Tile], batch_size: int, results: dict, exit_of: dict,
                   forwards: Forwards) -> None:
     """One band's patches through the cascade; writes each patch's output and exit."""
     size, last = model.patch_size, model.num_exits - 1
-    max_cost = getattr(model, "max_cost", None)
+    max_cost = model.max_cost
 
     def windows(batch):
         images, qmaps = zip(*(_patch_window(pixels, t, size, qmap_for) for t in batch))
@@ -300,7 +298,7 @@ def _cascade_band(pixels, model, qmap_for, tiles: list[Tile], batch_size: int, r
 
 def enhance_routed(
     pixels: np.ndarray,
-    model,
+    model: DefocusModel | CascadeModel,
     qmap_for: QmapFor,
     *,
     exit_index: int | None = None,
@@ -318,7 +316,7 @@ def enhance_routed(
     """
     height, width = pixels.shape[:2]
     patches = plan_tiles(height, width, model.patch_size, PATCH_OVERLAP, CELL)
-    signal = "forced" if exit_index is not None else getattr(model, "routing", "defocus")
+    signal = "forced" if exit_index is not None else routing_signal(model)
     defocus = None
     if signal == "cascade":
         if defocus_map:
