@@ -6,12 +6,9 @@ same-cluster patches), and signatures of one file share a single copy of the wei
 "litert")`` writes one ``serving_default`` signature with Flex ops allowed, and ``tf.function``
 wrappers around Keras 3 models converted to garbage (see shared/reference/engineering-notes.md).
 
-Signatures (inputs ``image`` [B, H, W, C] float32 in [0, 1] and ``qmap`` [B, H, W, Q] float32):
-    exit_<k>   dynamic B, H, W (XNNPACK resizes by itself) -> ``enhanced`` [B, H, W, C]
-    defocus    DAQE only, dynamic -> ``defocus`` [B, ceil(H/16), ceil(W/16), 1], log1p(sigma), and
-               ``routing`` (same shape): the value the thresholds split per patch mean (the
-               defocus itself, or the model's learned routing readout)
-    tile_<S>   [1, S, S, .] fixed, the deepest exit, for delegates that need static shapes
+Signatures and metadata keys are the file's contract (``daqe_tf.litert_contract``): ``exit_<k>``
+with dynamic B, H, W (XNNPACK resizes by itself), ``defocus`` (DAQE), a cascade's ``stage_<m>`` and
+``head_<m>``, and ``tile_<S>`` with a fixed shape for delegates that need static shapes.
 Only LiteRT built-in ops are allowed, so a model needing a TF (Flex) op fails here rather than
 on the phone. Every variant keeps float32 inputs and outputs, int8 included (the file quantizes
 and dequantizes at its boundaries), so one runner serves all three.
@@ -27,46 +24,35 @@ from pathlib import Path
 
 import numpy as np
 
+from daqe_tf import litert_contract as contract
+from daqe_tf.contracts import is_cascade, routes_patches
+from daqe_tf.litert_contract import (  # noqa: F401  (the contract's names, as exported here before)
+    DEFOCUS_SIGNATURE,
+    INPUT_CONTEXT,
+    INPUT_FEATURES,
+    INPUT_IMAGE,
+    INPUT_QMAP,
+    INPUT_SUMMARY,
+    INPUTS,
+    METADATA_FORMAT,
+    OUTPUT_DEFOCUS,
+    OUTPUT_ENHANCED,
+    OUTPUT_FEATURES,
+    OUTPUT_ROUTING,
+    OUTPUT_SCORE,
+    OUTPUT_SUMMARY,
+    exit_signature,
+    head_signature,
+    metadata_path,
+    stage_signature,
+    tile_signature,
+)
+
 VARIANTS = ("float32", "float16", "int8")
-INPUTS = ("image", "qmap")
-OUTPUT_ENHANCED = "enhanced"
-OUTPUT_DEFOCUS = "defocus"
-OUTPUT_ROUTING = "routing"
-DEFOCUS_SIGNATURE = "defocus"
-# A cascade-routed DAQE model adds, per branch m, ``stage_m`` (image, qmap[, context, summary] ->
-# features, summary[, score]) and ``head_m`` (features, image -> enhanced): the app runs the
-# branches one by one and sends on only the patches whose score is not positive.
-OUTPUT_FEATURES, OUTPUT_SUMMARY, OUTPUT_SCORE = "features", "summary", "score"
-METADATA_FORMAT = 1
 
 
 class ExportError(RuntimeError):
     """The model cannot be exported as asked, with a one-line reason."""
-
-
-def exit_signature(k: int) -> str:
-    return f"exit_{k}"
-
-
-def stage_signature(m: int) -> str:
-    return f"stage_{m}"
-
-
-def head_signature(m: int) -> str:
-    return f"head_{m}"
-
-
-def is_cascade(model) -> bool:
-    return getattr(model, "routing", None) == "cascade"
-
-
-def tile_signature(size: int) -> str:
-    return f"tile_{size}"
-
-
-def metadata_path(out: str | os.PathLike) -> Path:
-    """``M.tflite`` -> ``M.tflite.json`` (never clashes with a model's other JSON files)."""
-    return Path(f"{os.fspath(out)}.json")
 
 
 def model_family(model) -> str:
@@ -81,8 +67,8 @@ def model_family(model) -> str:
 
 def _input_shapes(model, batch=None, size=None) -> dict:
     return {
-        "image": (batch, size, size, model.image_channels),
-        "qmap": (batch, size, size, model.qmap_channels),
+        INPUT_IMAGE: (batch, size, size, model.image_channels),
+        INPUT_QMAP: (batch, size, size, model.qmap_channels),
     }
 
 
@@ -115,7 +101,7 @@ def float32_copy(model):
 def signature_keys(model, tile: int) -> list[str]:
     """Exits, then ``defocus`` (DAQE), then the fixed tile: the order of the file and its metadata."""
     keys = [exit_signature(k) for k in range(model.num_exits)]
-    if hasattr(model, "defocus"):
+    if routes_patches(model):
         keys.append(DEFOCUS_SIGNATURE)
     if is_cascade(model):
         keys += [stage_signature(m) for m in range(model.num_exits)] + [head_signature(m) for m in range(model.num_exits)]
@@ -145,7 +131,7 @@ def write_archive(model, directory: str | os.PathLike, tile: int) -> list[str]:
             lambda image, qmap, k=k: {OUTPUT_ENHANCED: model({"image": image, "qmap": qmap}, exit_index=k)},
             input_signature=specs(),
         )
-    if hasattr(model, "defocus"):
+    if routes_patches(model):
         archive.add_endpoint(
             DEFOCUS_SIGNATURE,
             lambda image, qmap: _cell_outputs(model.cell_maps({"image": image, "qmap": qmap})),
@@ -179,12 +165,12 @@ def _add_cascade_endpoints(archive, model, specs) -> None:
             archive.add_endpoint(stage_signature(0), lambda image, qmap: stage_outputs(
                 model.cascade_stage({"image": image, "qmap": qmap}, 0)), input_signature=specs())
         else:
-            carried = [tf.TensorSpec((None, None, None, model.branches[m - 1].width), tf.float32, name="context"),
-                       tf.TensorSpec((None, summary_width), tf.float32, name="summary")]
+            carried = [tf.TensorSpec((None, None, None, model.branches[m - 1].width), tf.float32, name=INPUT_CONTEXT),
+                       tf.TensorSpec((None, summary_width), tf.float32, name=INPUT_SUMMARY)]
             archive.add_endpoint(stage_signature(m), lambda image, qmap, context, summary, m=m: stage_outputs(
                 model.cascade_stage({"image": image, "qmap": qmap}, m, context, summary)), input_signature=specs() + carried)
         summary_width += 2 * width
-        head_inputs = [tf.TensorSpec((None, None, None, width), tf.float32, name="features"), specs()[0]]
+        head_inputs = [tf.TensorSpec((None, None, None, width), tf.float32, name=INPUT_FEATURES), specs()[0]]
         archive.add_endpoint(head_signature(m), lambda features, image, m=m: {
             OUTPUT_ENHANCED: model.exit_from_features(m, features, image)}, input_signature=head_inputs)
 
@@ -196,8 +182,8 @@ def _cascade_inputs(model, inputs: dict) -> dict:
         feeds[stage_signature(m)] = {**inputs, **carried}
         features, summary, _ = model.cascade_stage(inputs, m, *carried.values())
         features, summary = np.asarray(features), np.asarray(summary)
-        feeds[head_signature(m)] = {"features": features, "image": inputs["image"]}
-        carried = {"context": features, "summary": summary}
+        feeds[head_signature(m)] = {INPUT_FEATURES: features, INPUT_IMAGE: inputs[INPUT_IMAGE]}
+        carried = {INPUT_CONTEXT: features, INPUT_SUMMARY: summary}
     return feeds
 
 
@@ -268,16 +254,17 @@ def metadata(model, keys: Sequence[str], variant: str, tile: int, ops: Sequence[
         "num_exits": model.num_exits,
         "stride": model.stride,
         "tile_size": tile,
-        "signatures": {
-            "exits": [k for k in keys if k.startswith("exit_")],
-            "defocus": DEFOCUS_SIGNATURE if DEFOCUS_SIGNATURE in keys else None,
-            "tile": tile_signature(tile),
-            **({"stages": [stage_signature(m) for m in range(model.num_exits)],
-                "heads": [head_signature(m) for m in range(model.num_exits)]} if is_cascade(model) else {}),
+        contract.SIGNATURES: {
+            contract.EXITS: [k for k in keys if k.startswith("exit_")],
+            contract.DEFOCUS: DEFOCUS_SIGNATURE if DEFOCUS_SIGNATURE in keys else None,
+            contract.TILE: tile_signature(tile),
+            **({contract.STAGES: [stage_signature(m) for m in range(model.num_exits)],
+                contract.HEADS: [head_signature(m) for m in range(model.num_exits)]} if is_cascade(model) else {}),
         },
         "inputs": list(INPUTS),
-        "outputs": {"exits": OUTPUT_ENHANCED, "defocus": OUTPUT_DEFOCUS, "routing": OUTPUT_ROUTING,
-                    **({"features": OUTPUT_FEATURES, "summary": OUTPUT_SUMMARY, "score": OUTPUT_SCORE} if is_cascade(model) else {})},
+        contract.OUTPUTS: {contract.EXITS: OUTPUT_ENHANCED, contract.DEFOCUS: OUTPUT_DEFOCUS, contract.ROUTING: OUTPUT_ROUTING,
+                           **({contract.FEATURES: OUTPUT_FEATURES, contract.SUMMARY: OUTPUT_SUMMARY,
+                               contract.SCORE: OUTPUT_SCORE} if is_cascade(model) else {})},
         "ops": list(ops),
         "model_config": {k: v for k, v in model.get_config().items() if k not in ("name", "trainable", "dtype")},
     }
@@ -381,7 +368,7 @@ def representative_dataset(
             jpeg = compress(np.ascontiguousarray(pixels[y : y + crop, x : x + crop]), int(rng.integers(10, 91)))
             qmap = qmap_from_tables(jpeg.luma_table, jpeg.chroma_table, crop, crop, jpeg.subsampling)
             image = jpeg.decoded.astype(np.float32).reshape(1, crop, crop, model.image_channels) / 255.0
-            inputs = {"image": image, "qmap": qmap[None]}
+            inputs = {INPUT_IMAGE: image, INPUT_QMAP: qmap[None]}
             chained = _cascade_inputs(model, inputs) if is_cascade(model) else {}
             for key in keys:
                 yield key, chained.get(key, inputs)

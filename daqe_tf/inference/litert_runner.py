@@ -3,8 +3,9 @@
 Why: a phone has no TensorFlow, and the Python pipeline should run the very file the app
 ships, so its output is the reference the app is checked against. This module needs only
 ``ai_edge_litert`` and numpy (Pillow for the rest of the pipeline): nothing on its import or
-call path imports TensorFlow or Keras. ``LiteRTModel`` offers the surface ``enhance`` uses
-on a Keras model (``image_channels``, ``num_exits``, ``stride``, ``model(inputs, exit_index)``),
+call path imports TensorFlow or Keras. ``LiteRTModel`` satisfies the contracts ``enhance`` relies
+on in a Keras model (``daqe_tf.contracts``: ``PatchModel``, and for DAQE files ``DefocusModel`` or
+``CascadeModel``),
 reading what the file alone cannot say from the ``<file>.json`` that ``export.main`` writes.
 
 Speed: signatures take any batch size, so batch slots that only repeat the batch's last item
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from daqe_tf import litert_contract as contract
 from daqe_tf.inference.models import ModelFileError, native_stderr_silenced
 
 
@@ -40,7 +42,7 @@ class LiteRTModel:
         except ImportError as error:
             raise ModelFileError(f"{path}: a .tflite model needs LiteRT: install daqe-tf[litert] ({error})") from error
         self.path = Path(path)
-        meta_path = Path(f"{os.fspath(path)}.json")
+        meta_path = contract.metadata_path(path)
         if not self.path.is_file():
             raise ModelFileError(f"{self.path}: model file not found")
         try:
@@ -62,13 +64,14 @@ class LiteRTModel:
         # A cascade's compute cap, applied by the routing per band (``routing.run_cascade``).
         config = self.metadata.get("model_config", {})
         self.max_cost, self.exit_costs = config.get("max_cost"), config.get("exit_costs")
-        self.signatures = self.metadata["signatures"]
-        if self.routing == "cascade" and not {"stages", "heads"} <= set(self.signatures):
+        self.signatures = self.metadata[contract.SIGNATURES]
+        self.outputs = self.metadata[contract.OUTPUTS]
+        if self.routing == "cascade" and not {contract.STAGES, contract.HEADS} <= set(self.signatures):
             raise ModelFileError(f"{self.path}: routes by cascade but its metadata names no stage/head signatures")
         missing = set(self.signature_keys()) - set(self._interpreter.get_signature_list())
         if missing:
             raise ModelFileError(f"{self.path}: lacks signatures {sorted(missing)} named in its metadata")
-        if self.metadata.get("routing", "defocus") != "defocus" and "routing" not in self.metadata["outputs"]:
+        if self.metadata.get("routing", "defocus") != "defocus" and contract.ROUTING not in self.outputs:
             # Its thresholds are not in defocus units, so defocus cannot stand in for the routing value.
             raise ModelFileError(f"{self.path}: routes by {self.metadata['routing']!r} but its metadata names no routing output")
         # Batch items that do not see each other: trailing repeats of the last one can be skipped.
@@ -79,9 +82,9 @@ class LiteRTModel:
 
     def signature_keys(self) -> list[str]:
         """Exits, then ``defocus`` (DAQE), then a cascade's stages and heads, then the fixed tile."""
-        cascade = [*self.signatures.get("stages", []), *self.signatures.get("heads", [])]
-        return [*self.signatures["exits"], *filter(None, [self.signatures.get("defocus")]), *cascade,
-                *filter(None, [self.signatures.get("tile")])]
+        cascade = [*self.signatures.get(contract.STAGES, []), *self.signatures.get(contract.HEADS, [])]
+        return [*self.signatures[contract.EXITS], *filter(None, [self.signatures.get(contract.DEFOCUS)]), *cascade,
+                *filter(None, [self.signatures.get(contract.TILE)])]
 
     def run(self, key: str, inputs: dict) -> dict:
         """One signature on named float32 inputs (``{"image", "qmap"}`` for most); returns its outputs by name."""
@@ -107,37 +110,37 @@ class LiteRTModel:
 
     def cascade_stage(self, inputs: dict, stage: int, context=None, summary=None):
         """``DAQENet.cascade_stage`` on the file's ``stage_<m>`` signature: (features, summary, score or None)."""
-        names = self.metadata["outputs"]
-        feeds = {"image": inputs["image"], "qmap": inputs["qmap"]}
+        names = self.outputs
+        feeds = {contract.INPUT_IMAGE: inputs["image"], contract.INPUT_QMAP: inputs["qmap"]}
         if stage > 0:
-            feeds.update(context=context, summary=summary)
-        outputs = self.run(self.signatures["stages"][stage], feeds)
-        score = outputs.get(names["score"]) if stage < self.num_exits - 1 else None
-        return outputs[names["features"]], outputs[names["summary"]], score
+            feeds.update({contract.INPUT_CONTEXT: context, contract.INPUT_SUMMARY: summary})
+        outputs = self.run(self.signatures[contract.STAGES][stage], feeds)
+        score = outputs.get(names[contract.SCORE]) if stage < self.num_exits - 1 else None
+        return outputs[names[contract.FEATURES]], outputs[names[contract.SUMMARY]], score
 
     def exit_from_features(self, stage: int, features, image) -> np.ndarray:
         """``DAQENet.exit_from_features`` on the file's ``head_<m>`` signature."""
-        outputs = self.run(self.signatures["heads"][stage], {"features": features, "image": image})
-        return outputs[self.metadata["outputs"]["exits"]]
+        outputs = self.run(self.signatures[contract.HEADS][stage], {contract.INPUT_FEATURES: features, contract.INPUT_IMAGE: image})
+        return outputs[self.outputs[contract.EXITS]]
 
     def __call__(self, inputs: dict, exit_index: int = -1) -> np.ndarray:
         if not -self.num_exits <= exit_index < self.num_exits:
             raise ValueError(f"exit_index {exit_index} out of range for {self.num_exits} exits")
-        key = self.signatures["exits"][exit_index % self.num_exits]
-        return self.run(key, inputs)[self.metadata["outputs"]["exits"]]
+        key = self.signatures[contract.EXITS][exit_index % self.num_exits]
+        return self.run(key, inputs)[self.outputs[contract.EXITS]]
 
     def cell_maps(self, inputs: dict) -> np.ndarray:
         """Predicted log1p(blur sigma) and routing value per defocus cell, (B, ceil(H/16), ceil(W/16), 2) (DAQE only).
 
         Files exported before the ``routing`` output route by defocus, so it stands in for both.
         """
-        key = self.signatures.get("defocus")
+        key = self.signatures.get(contract.DEFOCUS)
         if key is None:
             raise ValueError(f"{self.path.name}: a {self.family} model has no defocus signature")
-        names = self.metadata["outputs"]
+        names = self.outputs
         outputs = self.run(key, inputs)
-        defocus = outputs[names["defocus"]]
-        routing = outputs[names["routing"]] if "routing" in names else defocus
+        defocus = outputs[names[contract.DEFOCUS]]
+        routing = outputs[names[contract.ROUTING]] if contract.ROUTING in names else defocus
         return np.concatenate([defocus, routing], axis=-1)
 
     def defocus(self, inputs: dict) -> np.ndarray:
