@@ -11,6 +11,8 @@ TF = ["tensorflow>=2.21,<2.22", "keras>=3.15"]
 # The LiteRT runtime of the shipped models (daqe_tf.inference.litert_runner): part of the base install.
 LITERT = ['ai-edge-litert>=2.3; sys_platform != "win32"']
 TRAIN = TF + ["absl-py>=2.1"]
+# The Apache Beam pipeline (daqe_tf.beam); 2.78 is the first to allow Pillow 13 next to the base install.
+BEAM = ["apache-beam>=2.78,<3"]
 DEFAULT_STEMS = ["daqe_cnn_color_c4_cascade", "daqe_cnn_gray_g3_cascade"]
 WEIGHT_SUFFIXES = [".keras", ".tflite", ".tflite.json", ".md", ".config.json"]
 
@@ -32,8 +34,9 @@ setup(
         "tf": TF,
         "litert": [],  # LiteRT is in the base install; the name stays for existing install commands
         "train": TRAIN,
+        "beam": BEAM,
         # jax (CPU) runs the JAX trainer's tests (KERAS_BACKEND=jax in a subprocess).
-        "test": TRAIN + LITERT + ["pytest>=7", "scikit-image>=0.22", "jax[cpu]>=0.4.36", "ruff>=0.17,<0.18"],
+        "test": TRAIN + LITERT + BEAM + ["pytest>=7", "scikit-image>=0.22", "jax[cpu]>=0.4.36", "ruff>=0.17,<0.18"],
     },
     entry_points={"console_scripts": ["daqe=daqe_tf.cli:main"]},
 )
