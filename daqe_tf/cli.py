@@ -236,7 +236,7 @@ def cmd_enhance(args) -> int:
     from daqe_tf.inference.models import ModelFileError, load_model
     from daqe_tf.inference.pipeline import enhance
     from daqe_tf.inference.routing import is_defocus_aware
-    from daqe_tf.io import ImageInputError, reset_exif_orientation, save_image
+    from daqe_tf.io import ImageInputError, output_metadata, save_image
 
     files, many = expand_inputs(args.inputs)
     if not files:
@@ -290,8 +290,7 @@ def cmd_enhance(args) -> int:
                 result = enhance(src, models[key], exit_index=args.exit, tile=args.tile, defocus_map=bool(args.maps),
                                  progress=progress, **options)
             if dst in pending:
-                exif = reset_exif_orientation(result.source.exif) if result.source.exif else None
-                save_image(result.pixels, dst, exif=exif, icc_profile=result.source.icc_profile, source_paths=files)
+                save_image(result.pixels, dst, source_paths=files, **output_metadata(result.source))
             if map_base is not None:
                 write_maps(result, map_base, files, only=pending)
             if not args.quiet:

@@ -31,10 +31,13 @@ __all__ = [
     "ImageInputError",
     "LoadedImage",
     "apply_orientation",
+    "encode_image",
     "list_image_files",
     "load_image",
+    "output_metadata",
     "reset_exif_orientation",
     "save_image",
+    "write_file_atomically",
 ]
 
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -304,8 +307,29 @@ def save_image(
     for source in source_paths:
         if _same_file(path, Path(source)):
             raise ImageInputError(f"{path}: refusing to overwrite the input image {source}")
+    write = _image_writer(pixels, fmt or _format_for(path), quality, exif, icc_profile)
+    _write_atomically(path, write)
+    return path
+
+
+def encode_image(
+    pixels: np.ndarray,
+    fmt: str,
+    *,
+    quality: int = 95,
+    exif: bytes | None = None,
+    icc_profile: bytes | None = None,
+) -> bytes:
+    """The bytes ``save_image`` writes for the same arguments, in memory (for other filesystems).
+    ``fmt``: a Pillow format name ("PNG", "JPEG", "WEBP", "TIFF")."""
+    buffer = io.BytesIO()
+    _image_writer(pixels, fmt, quality, exif, icc_profile)(buffer)
+    return buffer.getvalue()
+
+
+def _image_writer(pixels, fmt: str, quality: int, exif: bytes | None, icc_profile: bytes | None):
     image = _to_pillow(pixels)
-    fmt = (fmt or _format_for(path)).upper()
+    fmt = fmt.upper()
     params: dict[str, object] = {}
     if fmt in ("JPEG", "WEBP"):
         params["quality"] = quality
@@ -313,7 +337,19 @@ def save_image(
         params["exif"] = exif
     if icc_profile:
         params["icc_profile"] = icc_profile
-    _write_atomically(path, lambda f: image.save(f, format=fmt, **params))
+    return lambda f: image.save(f, format=fmt, **params)
+
+
+def output_metadata(source: LoadedImage) -> dict[str, bytes | None]:
+    """What an enhanced output keeps of its input, as ``save_image``/``encode_image`` keywords: the
+    EXIF (orientation reset to 1, as the pixels come upright) and the ICC profile."""
+    return {"exif": reset_exif_orientation(source.exif) if source.exif else None, "icc_profile": source.icc_profile}
+
+
+def write_file_atomically(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` as ``save_image`` writes images: a temporary sibling, then a rename."""
+    path = Path(path)
+    _write_atomically(path, lambda f: f.write(data))
     return path
 
 
