@@ -433,5 +433,9 @@ def _report(result, failures_path: str) -> None:
 
 
 if __name__ == "__main__":
+    # Run the importable module's main, so that workers in other processes unpickle daqe_tf.beam's
+    # classes rather than looking for them in their own __main__.
+    from daqe_tf.beam import main as _main
+
     logging.getLogger().setLevel(logging.WARNING)
-    sys.exit(main())
+    sys.exit(_main())
