@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
@@ -267,7 +266,7 @@ def parse_jpeg_header(data: bytes) -> JpegHeader:
     )
 
 
-def read_jpeg_header(source: Union[str, os.PathLike, bytes, bytearray, memoryview]) -> JpegHeader:
+def read_jpeg_header(source: str | os.PathLike | bytes | bytearray | memoryview) -> JpegHeader:
     """Parse the JPEG header of a file path or of in-memory bytes."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return parse_jpeg_header(bytes(source))
