@@ -135,3 +135,14 @@ def test_clashing_outputs_are_numbered_as_in_the_cli_and_inputs_are_never_replac
     refused = list(resolve.process(("p/a.png", [("input", "p/a.png", None), ("output", "p/a.jpg", "p/a.png")])))
     assert len(refused) == 1 and refused[0].tag == daqe_beam.FAILURES
     assert refused[0].value[0] == "p/a.jpg" and "replace the input" in refused[0].value[1]
+
+
+def test_temporaries_of_killed_runs_are_removed(tmp_path):
+    (tmp_path / "sub").mkdir()
+    stale = tmp_path / "sub" / ".x.png.999999999.0123456789ab.tmp"  # a writer pid that cannot be alive
+    live = tmp_path / f".y.png.{os.getpid()}.0123456789ab.tmp"
+    other = tmp_path / ".notes.tmp"
+    for path in (stale, live, other):
+        path.write_bytes(b"")
+    assert daqe_beam.remove_stale_temporaries_under(str(tmp_path)) == [stale]
+    assert live.exists() and other.exists() and not stale.exists()
