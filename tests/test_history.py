@@ -155,3 +155,11 @@ def test_hostile_file_tables_do_not_break_the_estimate():
         table = np.full((8, 8), steps, np.uint16)
         found = estimate_history(image, file_compression(table, table, "4:2:0"))
         assert found.last.quality >= 1 and (found.earlier is None or found.earlier.quality >= 1)
+
+
+def test_block_dct_is_orthonormal_and_follows_the_grid():
+    plane = np.random.default_rng(10).uniform(0, 255, (24, 24))
+    coefficients = history.block_coefficients(plane, (3, 5))
+    assert coefficients.shape == (4, 8, 8)  # whole blocks starting at rows 3, 11 and columns 5, 13
+    block = plane[11:19, 13:21]
+    np.testing.assert_allclose(np.sum(coefficients[-1] ** 2), np.sum((block - 128) ** 2), rtol=1e-9)
