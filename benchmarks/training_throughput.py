@@ -10,7 +10,7 @@ and gray, and the DAQE default with the transformer texture) it builds the run's
 - input: patches per second of the trainer's own input pipeline (the sampler with on-the-fly
   JPEG; ``PairSampler``, or ``ClusterPairSampler`` with defocus labels for DAQE) through
   ``Trainer.make_dataset`` (tf.data, 1 generator worker), through a tf.data interleave of
-  ``--workers`` generators, or (JAX) through ``JaxTrainer.batches``;
+  ``--workers`` generators, or (JAX) through ``JaxStep.batches``;
 - model: optimizer steps per second, and patches per second, of the trainer's train step on
   one batch held in memory (the step alone, after a compiling warm-up).
 
@@ -103,7 +103,7 @@ def input_rates(trainer, workers: list[int], steps: int) -> dict:
     """Batches per second of the input pipeline, per number of generator workers."""
     with contextlib.redirect_stdout(io.StringIO()):
         if keras.backend.backend() == "jax":
-            return {1: rate(trainer.batches(trainer.make_sampler(), 0), steps)}
+            return {1: rate(trainer.backend.batches(trainer.make_sampler(), 0), steps)}
         dataset = trainer.make_dataset()  # also creates trainer.sampler
     return {n: rate(iter(dataset if n == 1 else interleaved_dataset(trainer.sampler, n)), steps) for n in workers}
 
@@ -115,7 +115,7 @@ def step_rate(trainer, steps: int) -> float:
 
         with contextlib.redirect_stdout(io.StringIO()):
             batch = trainer.make_sampler().batch(0)
-        train_step, state = trainer.make_train_step(), [trainer._arrays()]
+        train_step, state = trainer.make_train_step(), [trainer.backend.arrays()]
 
         def steps_():
             while True:

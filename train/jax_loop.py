@@ -1,36 +1,47 @@
-"""The JAX trainer: ``KERAS_BACKEND=jax python -m train.main ...`` on one device, without TensorFlow.
+"""The JAX step: ``KERAS_BACKEND=jax python -m train.main ...`` on one device, without TensorFlow.
 
-It is ``train.loop.Trainer`` with another step: the same model code, optimizer (AdamW, cosine
-schedule, EMA), numpy/Pillow samplers, loss (``train.losses.step_loss``), validation, and
-``Trainer.run``'s loop with its log records, checkpoints and ``.keras`` files (EMA weights,
-loadable by TensorFlow for export); this class fills in that loop's backend hooks.
+``JaxStep`` is the backend a ``train.loop.Trainer`` runs under JAX: the same model code,
+optimizer (AdamW, cosine schedule, EMA), numpy/Pillow samplers, loss (``train.losses.step_loss``),
+validation, and ``Trainer.run``'s loop with its log records, checkpoints and ``.keras`` files (EMA
+weights, loadable by TensorFlow for export); this step takes the steps.
 The step is Keras' JAX custom-training recipe: ``model.stateless_call`` inside
 ``jax.value_and_grad``, ``optimizer.stateless_apply``, all under ``jax.jit``. Between
 checkpoints the weights and optimizer state live in JAX arrays only; they are written back
 into the Keras variables before validation and saving.
 
-Checkpoints are ``train.checkpoint`` folders, as the TensorFlow trainer writes them
+Checkpoints are ``train.checkpoint`` folders, as the TensorFlow step's runs write them
 (``model.weights.h5``, ``optimizer.npz``, ``state.json``; written into ``checkpoint.tmp`` and
 swapped in with ``os.replace``), so a run stopped on one backend resumes on the other.
 """
+
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from train.config import TrainConfig
-from train.loop import Trainer, freeze_except
 from train.losses import step_loss
-from train.optim import make_optimizer
 
 
-class JaxTrainer(Trainer):
-    """``Trainer`` on the JAX backend: one device, float32, no TensorBoard (its writer is TensorFlow's)."""
+def JaxTrainer(cfg: TrainConfig, resume: bool = True):
+    """A ``train.loop.Trainer`` with the JAX step: one device, float32, no TensorBoard (its writer is TensorFlow's)."""
+    from train.loop import Trainer
 
-    def __init__(self, cfg: TrainConfig, resume: bool = True):
-        from daqe_tf.models import build_model
+    return Trainer(cfg, resume=resume, backend=JaxStep(cfg))
 
+
+class JaxStep:
+    """The training step on JAX, one device. A ``Trainer`` builds its model and optimizer in
+    ``scope()``, then ``attach``es itself; the step reads the run's model, optimizer and exit weights."""
+
+    tensorboard = False
+    strategy = None
+    replicas = 1
+    is_chief = True
+
+    def __init__(self, cfg: TrainConfig):
         if cfg.mixed_precision:
             raise ValueError("--mixed_precision needs the TensorFlow trainer (loss scaling); the JAX trainer is float32")
         if cfg.strategy != "auto":
@@ -38,31 +49,40 @@ class JaxTrainer(Trainer):
         if cfg.perceptual_weight > 0 or cfg.adversarial_weight > 0:
             raise ValueError("--perceptual_weight and --adversarial_weight need the TensorFlow trainer "
                              "(KERAS_BACKEND=tensorflow); the JAX trainer optimises the pixel and defocus losses only")
-        self.strategy = None
-        self._open_run(cfg, chief=True, replicas=1, resume=resume)
-        self.model = build_model(cfg.family, cfg.image_channels, **cfg.model_config)
-        freeze_except(self.model, cfg.train_layers)
-        self.base_optimizer, self.schedule = make_optimizer(cfg)
-        self.optimizer = self.base_optimizer
-        self.optimizer.build(self.model.trainable_variables)
-        self._start(resume)
-        self._step = int(np.asarray(self.optimizer.iterations.value))
+        self.run = None
+        self._step = None  # set once the optimizer is restored
 
-    def _check_workers_agree(self):
+    def scope(self):
+        return contextlib.nullcontext()
+
+    def wrap_optimizer(self, optimizer, cfg):
+        return optimizer
+
+    def optional_losses(self, cfg) -> tuple:
+        return None, None
+
+    def attach(self, run) -> None:
+        """The run whose model this step trains (its model and optimizer are built)."""
+        self.run = run
+
+    def started(self) -> None:
+        """The optimizer is restored: from here the step counts its own steps."""
+        self._step = int(np.asarray(self.run.optimizer.iterations.value))
+
+    def check_workers_agree(self):
         """One process: nothing to compare."""
-
-    _step = None  # set once the optimizer is restored
 
     @property
     def step(self) -> int:
         """Optimizer steps taken; the optimizer's counter lags until ``_write_back``."""
-        return int(np.asarray(self.optimizer.iterations.value)) if self._step is None else self._step
+        return int(np.asarray(self.run.optimizer.iterations.value)) if self._step is None else self._step
 
     # --- state as JAX arrays ---------------------------------------------------------
     def _variable_groups(self):
-        return self.model.trainable_variables, self.model.non_trainable_variables, self.optimizer.variables
+        model = self.run.model
+        return model.trainable_variables, model.non_trainable_variables, self.run.optimizer.variables
 
-    def _arrays(self):
+    def arrays(self):
         """Copies of every variable's value: the jitted step donates (frees) its input arrays."""
         import jax.numpy as jnp
 
@@ -89,14 +109,14 @@ class JaxTrainer(Trainer):
         import keras
         from keras import ops
 
-        model, cfg = self.model, self.cfg
+        model, cfg = self.run.model, self.run.cfg
         outputs, non_trainable = model.stateless_call(trainable, non_trainable, inputs)
         predicted = None
         if labels is not None:  # DAQE: the defocus head is not part of call(); run model.defocus on the same state
             mapping = [*zip(model.trainable_variables, trainable), *zip(model.non_trainable_variables, non_trainable)]
             with keras.StatelessScope(state_mapping=mapping):
                 predicted = model.defocus(inputs)
-        per_example, terms = step_loss(target, outputs, self.exit_weights, cfg.loss, labels, predicted,
+        per_example, terms = step_loss(target, outputs, self.run.exit_weights, cfg.loss, labels, predicted,
                                        cfg.cluster_exit_weight, cfg.defocus_loss_weight)
         return ops.mean(per_example), (ops.stack(terms), non_trainable)
 
@@ -104,7 +124,7 @@ class JaxTrainer(Trainer):
         """``train_step(arrays, batch)`` -> (arrays, per-exit terms [+ defocus L1]); jitted, donates ``arrays``."""
         import jax
 
-        gradient, optimizer = jax.value_and_grad(self.loss, has_aux=True), self.optimizer
+        gradient, optimizer = jax.value_and_grad(self.loss, has_aux=True), self.run.optimizer
 
         def train_step(arrays, batch):
             trainable, non_trainable, optimizer_state = arrays
@@ -114,39 +134,40 @@ class JaxTrainer(Trainer):
 
         return jax.jit(train_step, donate_argnums=0)
 
-    # --- run hooks: ``Trainer.run`` with this step ------------------------------------
-    def _begin_run(self):
+    # --- what ``Trainer.run`` calls ------------------------------------------------------
+    def begin(self):
         """Before the first step: the jitted step and JAX copies of the weights and optimizer state."""
         self._train_step = self.make_train_step()
-        self._run_arrays = self._arrays()
+        self._run_arrays = self.arrays()
         self._batches = None
 
-    def _run_step(self, step: int, time_up) -> tuple:
+    def take_step(self, step: int, time_up) -> tuple:
         """Take step ``step`` -> (its terms as a JAX array, whether this process's time is up).
 
         The first step logs the ``distribute`` record and starts the prefetching batches. One
         device: the step always advances, and a time limit just ends the run after this step."""
+        run = self.run
         if self._batches is None:
             import jax
 
             device = jax.devices()[0]
-            self.log(f"JAX on {device}: 1 replica, global batch {self.cfg.batch_size}", kind="distribute",
-                     strategy=f"jax:{device.platform}", replicas=1, local_replica_batches=[self.cfg.batch_size],
-                     global_batch=self.cfg.batch_size, step=step)
-            self._batches = self.batches(self.make_sampler(), self.state["batch_index"])
+            run.log(f"JAX on {device}: 1 replica, global batch {run.cfg.batch_size}", kind="distribute",
+                    strategy=f"jax:{device.platform}", replicas=1, local_replica_batches=[run.cfg.batch_size],
+                    global_batch=run.cfg.batch_size, step=step)
+            self._batches = self.batches(run.make_sampler(), run.state["batch_index"])
         timed_out = time_up()
         self._run_arrays, terms = self._train_step(self._run_arrays, next(self._batches))
         self._step += 1
         return terms, timed_out
 
-    def _sync_weights(self):
+    def sync_weights(self):
         """Before validation and saving: write the JAX arrays back into the Keras variables."""
         self._write_back(self._run_arrays)
 
-    def _learning_rate(self, step: int) -> float:
-        return float(self.schedule(step))
+    def learning_rate(self, step: int) -> float:
+        return float(self.run.schedule(step))
 
-    def _end_run(self):
+    def end(self):
         """After the last step: let the prefetch thread finish, free the arrays."""
         if self._batches is not None:
             self._batches.close()
