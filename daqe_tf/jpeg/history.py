@@ -72,6 +72,9 @@ CUSTOM_STEPS = np.arange(2, 161, dtype=np.float32)
 MIN_PER_FREQUENCY = 40
 MIN_FITTED_FREQUENCIES = 6
 MAX_PROFILE_LINES = 1024
+# Pixel steps are clipped here in the grid profiles: a block boundary is a small step everywhere,
+# while a few strong edges of the content (a building, text) would otherwise outvote it.
+STEP_CLIP = 16.0
 # Steps this fine are indistinguishable from 8-bit rounding noise: such tables are not scored.
 _MIN_SCORED_STEP = 3
 
@@ -172,13 +175,13 @@ def _strided_lines(n: int) -> slice:
 
 
 def boundary_profile(luma: np.ndarray, axis: int) -> np.ndarray:
-    """Mean |difference| across each of the 8 phases along ``axis``, over the median.
+    """Mean |difference| (clipped at ``STEP_CLIP``) across each of the 8 phases along ``axis``, over the median.
 
     Entry g is the step between pixel g-1 and g (mod 8): a block boundary at phase g shows as
     a peak. At most ``MAX_PROFILE_LINES`` lines are read.
     """
     lines = luma[_strided_lines(luma.shape[0]), :] if axis == 1 else luma[:, _strided_lines(luma.shape[1])]
-    diff = np.abs(np.diff(lines, axis=axis))
+    diff = np.minimum(np.abs(np.diff(lines, axis=axis)), STEP_CLIP)  # edges of the content count as one step
     n = diff.shape[axis] // 8 * 8
     if n == 0:
         return np.ones(8)

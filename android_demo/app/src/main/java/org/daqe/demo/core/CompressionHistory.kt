@@ -89,6 +89,8 @@ class CompressionHistory(val last: Compression?, val earlier: Compression?, val 
         const val ZERO_BAND = 0.25f
         const val MAX_BLOCKS = 1024
         const val MAX_PROFILE_LINES = 1024
+        /** `STEP_CLIP`: pixel steps are clipped in the profiles, so a few strong edges of the content do not outvote the grid. */
+        const val STEP_CLIP = 16.0
         /** A grid whose boundary steps stand this much over the median phase on both axes is searched for custom tables. */
         const val PEAK = 1.1
         /** Custom tables: steps searched per frequency (2..160), coefficients off zero a frequency needs, frequencies that must fit. */
@@ -175,7 +177,7 @@ class CompressionHistory(val last: Compression?, val earlier: Compression?, val 
                 for (k in 0 until n) {
                     val a = if (axis == 1) line * width + k else k * width + line
                     val b = if (axis == 1) a + 1 else a + width
-                    sums[k % 8] += Math.abs(luma[b] - luma[a])
+                    sums[k % 8] += Math.min(Math.abs(luma[b] - luma[a]), STEP_CLIP)
                 }
                 lines++
                 line += stride
