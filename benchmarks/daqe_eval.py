@@ -90,7 +90,9 @@ def score(model, mode: str, folder: Path, space: str, grayscale: bool, qualities
 
     def enhance_fn(decoded: np.ndarray, jpeg_bytes: bytes) -> np.ndarray:
         result = enhance(jpeg_bytes, model, exit_index=exit_index)
-        entry = usage[result.evidence.quality]
+        history = result.evidence.history
+        # Keyed by the file's own QF: a re-saved file is enhanced for its earlier compression.
+        entry = usage[history.last.quality if history is not None and history.last is not None else result.evidence.quality]
         height, width = decoded.shape[:2]
         if result.routing is not None:
             entry["macs"] += meter.daqe(result.routing)

@@ -71,7 +71,7 @@ def measure(model, modes, folder: Path, space: str, grayscale: bool, case_list, 
                                   max_images=max_images, earlier_jpeg=earlier).values()
         for mode in modes:
             metrics, usage = score(model, mode_name(model, mode), folder, space, grayscale, [quality], max_images, earlier)
-            (use,) = usage.values()  # one QF per call (the estimate of a double JPEG is its last QF)
+            (use,) = usage.values()  # one QF per call (keyed by the file's own, last QF)
             rows.append((label, mode, jpeg, metrics[quality], use["macs"] / use["pixels"]))
     return rows
 
