@@ -108,8 +108,8 @@ def write_maps(result, base: Path, source_paths, only: set[Path] | None = None) 
     """``<base>_defocus.png`` (gray: black sharp, white sigma >= 8 px) and ``<base>_exits.png``
     (the input under each 16-px cell's exit colour: blue = exit 0 ... red = deepest), display orientation.
     ``only``: write just these of the two paths (a resumed run keeps the complete ones)."""
-    from daqe_tf.inference.routing import defocus_image, exit_overlay
     from daqe_tf.io import apply_orientation, save_image
+    from daqe_tf.routing.pictures import defocus_image, exit_overlay
 
     orientation = result.source.orientation
     pictures = {"defocus": lambda: defocus_image(result.routing),
@@ -206,11 +206,12 @@ def _peek_grayscale(path: Path) -> bool:
 
 def _work_units(model, loaded_size: tuple[int, int], tile: int) -> int:
     """Patches (DAQE) or tiles (QGAUNet) an image of (height, width) runs as, for its progress bar."""
-    from daqe_tf.inference.routing import CELL, PATCH_OVERLAP, is_defocus_aware
+    from daqe_tf.contracts import routes_patches
     from daqe_tf.inference.tiling import plan_tiles
+    from daqe_tf.routing.runtime import CELL, PATCH_OVERLAP
 
     height, width = loaded_size
-    if is_defocus_aware(model):
+    if routes_patches(model):
         return len(plan_tiles(height, width, model.patch_size, PATCH_OVERLAP, CELL))
     return len(plan_tiles(height, width, tile, 32, 16))
 
@@ -233,9 +234,9 @@ PATCH_BAR_DELAY_S = 0.5  # a bar appears only for work that takes longer
 def cmd_enhance(args) -> int:
     from tqdm import tqdm
 
+    from daqe_tf.contracts import routes_patches
     from daqe_tf.inference.models import ModelFileError, load_model
     from daqe_tf.inference.pipeline import enhance
-    from daqe_tf.inference.routing import is_defocus_aware
     from daqe_tf.io import ImageInputError, output_metadata, save_image
 
     files, many = expand_inputs(args.inputs)
@@ -282,7 +283,7 @@ def cmd_enhance(args) -> int:
             key = grayscale if args.model is None else True
             if key not in models:
                 models[key] = load_model(args.model, grayscale=grayscale, quiet=not args.verbose)
-                if args.maps and not is_defocus_aware(models[key]):
+                if args.maps and not routes_patches(models[key]):
                     _error(f"--maps needs a defocus-aware (DAQE) model; {args.model or 'the shipped model'} "
                            f"is a {type(models[key]).__name__}, which uses one exit for the whole image")
                     return 2

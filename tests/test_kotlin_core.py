@@ -32,11 +32,11 @@ import pytest
 from PIL import Image
 
 from daqe_tf.inference import pipeline
-from daqe_tf.inference.routing import CELL
 from daqe_tf.inference.tiling import _ramp, _starts, enhance_tiled, plan_tiles
 from daqe_tf.io import apply_orientation, load_image
 from daqe_tf.jpeg.qmap import normalize_steps, qmap_from_tables
 from daqe_tf.jpeg.reader import JpegFormatError, parse_jpeg_header
+from daqe_tf.routing.runtime import CELL
 from tests.helpers import encode_jpeg, join_segments, natural_image, split_segments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -477,8 +477,8 @@ def _fake_exit(exit_index):
 def _write_routing_vectors(folder: Path, manifest: dict) -> None:
     """Patches clustered by a routing map that differs from the defocus map: the exits must follow
     the routing map, through ``route_patches`` alone and through the whole routed pipeline."""
-    from daqe_tf.defocus.clusters import fit_thresholds
-    from daqe_tf.inference.routing import PATCH_OVERLAP, patch_mean, route_patches
+    from daqe_tf.routing.policy import fit_thresholds
+    from daqe_tf.routing.runtime import PATCH_OVERLAP, patch_mean, route_patches
 
     rng = np.random.default_rng(13)
     thresholds = [0.35, 0.6]
@@ -598,7 +598,7 @@ def _fake_cascade_head(stage: int):
 
 def _raw_cascade_scores(pixels: np.ndarray, qmap_for, patches) -> np.ndarray:
     """(patches, N - 1) stage scores with zero offsets, every patch through every stage."""
-    from daqe_tf.inference.routing import _patch_window
+    from daqe_tf.routing.runtime import _patch_window
 
     images, qmaps = (np.stack(parts) for parts in zip(*(_patch_window(pixels, t, CASCADE_FAKE["patch"], qmap_for) for t in patches)))
     carried, scores = (), []
@@ -630,7 +630,7 @@ def _cascade_bands(rows: int, cols: int, band: int) -> np.ndarray:
 def _cap_for_half(scores: np.ndarray, costs) -> float:
     """A ``max_cost`` that lets about half of an image's deepest-exit candidates through (as one band),
     half-way between two counts so float rounding cannot move it."""
-    from daqe_tf.defocus.clusters import cascade_exits
+    from daqe_tf.routing.policy import cascade_exits
 
     uncapped = cascade_exits(scores)
     last = scores.shape[1]
@@ -641,7 +641,7 @@ def _cap_for_half(scores: np.ndarray, costs) -> float:
 
 def _highest_first(scores: np.ndarray, capped: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """``capped`` with each band's deep places given to its highest-scoring candidates instead: a wrong cap."""
-    from daqe_tf.defocus.clusters import cascade_exits
+    from daqe_tf.routing.policy import cascade_exits
 
     uncapped = cascade_exits(scores)
     last = scores.shape[1]
@@ -661,9 +661,9 @@ def _write_cascade_vectors(folder: Path, manifest: dict) -> None:
     half of the candidates, lowest stage N - 2 scores first, per band of plan rows (``CASCADE_BAND``;
     one case with 7-patch bands, 2 rows of its 3-patch rows each, so bands of whole rows rounded up
     or the whole image as one band pick other exits)."""
-    from daqe_tf.defocus.clusters import capped_cascade_exits, cascade_exits
-    from daqe_tf.inference import routing as routing_module
-    from daqe_tf.inference.routing import PATCH_OVERLAP
+    from daqe_tf.routing import runtime as routing_module
+    from daqe_tf.routing.policy import capped_cascade_exits, cascade_exits
+    from daqe_tf.routing.runtime import PATCH_OVERLAP
 
     cases = [
         # 10 patches per row: batches of 8 and 2; the defocus map is asked for.
@@ -1000,9 +1000,9 @@ def _write_meta_vectors(folder: Path, manifest: dict) -> None:
     """Metadata of tiny DAQE models written by export.converter's own ``metadata``/``metadata_text``
     (the conversion is skipped: the app ignores ``ops``), the model facts the app must read from it,
     and broken copies it must refuse with a message naming the key."""
-    from daqe_tf.inference.routing import PATCH_OVERLAP
     from daqe_tf.models import build_model
     from daqe_tf.models.daqe.model import DAQENet
+    from daqe_tf.routing.runtime import PATCH_OVERLAP
     from export.converter import (
         OUTPUT_FEATURES,
         OUTPUT_ROUTING,

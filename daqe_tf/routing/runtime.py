@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from daqe_tf.contracts import CascadeModel, DefocusModel, PatchModel, routes_patches, routing_signal
+from daqe_tf.contracts import CascadeModel, DefocusModel, PatchModel, routing_signal
 from daqe_tf.inference import compiled
 from daqe_tf.inference.tiling import Tile, cell_owners, plan_tiles, stitch, to_uint8
 from daqe_tf.routing.policy import assign_clusters, capped_deepest
@@ -60,9 +60,6 @@ class Forwards:
 
 
 DEFAULT_FORWARDS = Forwards()
-
-
-is_defocus_aware = routes_patches  # the former name of ``daqe_tf.contracts.routes_patches``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,15 +328,3 @@ def enhance_routed(
         exits = route_patches(cells[..., 1], patches, model.thresholds)
     out = run_patches(pixels, model, qmap_for, patches, exits, batch_size, progress, forwards)
     return out, Routing(height, width, patches, exits.astype(np.int32), model.num_exits, defocus, signal)
-
-
-_PICTURES = ("MAX_LOG_SIGMA", "defocus_image", "exit_colours", "exit_overlay")
-
-
-def __getattr__(name: str):
-    """The pictures (``daqe_tf.routing.pictures``) under this module's former name, ``daqe_tf.inference.routing``."""
-    if name in _PICTURES:
-        from daqe_tf.routing import pictures
-
-        return getattr(pictures, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
