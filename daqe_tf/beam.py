@@ -33,14 +33,19 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import ModelHandler, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions
+# Beam's optional cloud clients log a warning on import when they are not installed: not ours to show.
+logging.disable(logging.WARNING)
+try:
+    import apache_beam as beam
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.metrics import Metrics
+    from apache_beam.ml.inference.base import ModelHandler, RunInference
+    from apache_beam.options.pipeline_options import PipelineOptions
+finally:
+    logging.disable(logging.NOTSET)
 
-from daqe_tf.cli import (
+from daqe_tf.cli import (  # noqa: E402
     OUTPUT_FORMATS,
     _peek_grayscale,
     _same_input,
