@@ -252,6 +252,9 @@ def cmd_enhance(args) -> int:
     if args.maps and args.strength == 0:
         _error("--maps shows how the model routed patches; with --strength 0 no model runs")
         return 2
+    if args.maps and args.ensemble:
+        _error("--maps shows how the model routed one view; --ensemble averages four")
+        return 2
     map_bases = plan_outputs(files, Path(args.maps), True, "") if args.maps else [None] * len(files)
     if args.maps:
         Path(args.maps).mkdir(parents=True, exist_ok=True)
@@ -260,7 +263,7 @@ def cmd_enhance(args) -> int:
     removed = remove_stale_temporaries([*outputs, *(p for base in map_bases for p in map_paths(base))])
     if removed and not args.quiet:
         print(f"daqe: removed {len(removed)} temporary file(s) left by an interrupted run", file=sys.stderr)
-    options = {"quality": args.quality, "strength": args.strength}
+    options = {"quality": args.quality, "strength": args.strength, "ensemble": args.ensemble}
     models: dict[bool, object] = {}
     failed = skipped = 0
     bar = tqdm(list(zip(files, outputs, map_bases)), unit="image", disable=args.quiet or len(files) == 1, file=sys.stderr)
@@ -474,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "estimated from the file and its pixels (daqe info shows the estimate)")
     p.add_argument("--strength", metavar="S", type=parse_strength, default=1.0,
                    help="0 keeps the input, 1 (default) is the model's output, up to 2 exaggerates the correction")
+    p.add_argument("--ensemble", action="store_true",
+                   help="average the output over four flipped and transposed views: a little better, 4x the time")
     p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default="png", help="output format for folder outputs (default png)")
     p.add_argument("--tile", type=int, default=512, help="tile size in pixels, a multiple of 16 (bounds memory)")
     p.add_argument("--maps", metavar="DIR", help="DAQE models: also write <stem>_defocus.png and <stem>_exits.png to DIR")

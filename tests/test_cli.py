@@ -273,3 +273,15 @@ def test_the_atomic_writers_temporary_files_are_recognised(tmp_path, monkeypatch
     monkeypatch.undo()
     assert cli._temp_owner(seen[0], {"x.png"}) == ("x.png", os.getpid())
     assert cli._temp_owner(seen[0], {"y.png"}) is None and cli._temp_owner("x.png", {"x.png"}) is None
+
+
+def test_ensemble_option(tmp_path, model_file, capsys):
+    src = tmp_path / "e.jpg"
+    _write_jpeg(src, natural_image(48, 64))
+    assert main(["enhance", str(src), "-o", str(tmp_path / "e.png"), "--model", model_file, "--ensemble"]) == 0
+    assert "average of 4 flipped and transposed views" in capsys.readouterr().out
+    with Image.open(tmp_path / "e.png") as written:
+        assert written.size == (64, 48)
+    assert main(["enhance", str(src), "-o", str(tmp_path / "m.png"), "--model", model_file, "--ensemble",
+                 "--maps", str(tmp_path / "maps")]) == 2
+    assert "--ensemble averages four" in capsys.readouterr().err

@@ -163,3 +163,39 @@ def test_routing_maps_of_a_shifted_grid_cover_the_image():
     assert defocus_image(result.routing).shape == (144, 160)
     assert exit_overlay(result.routing, result.source.pixels).shape == (144, 160, 3)
     assert psnr(result.pixels, result.source.pixels) < 60  # it did enhance
+
+
+def test_ensemble_views_keep_flipped_tables_and_transpose_them_for_a_transpose():
+    from daqe_tf.inference.pipeline import JpegEvidence, ensemble_views
+
+    luma, chroma = np.arange(64).reshape(8, 8) + 1, np.arange(64).reshape(8, 8) + 100
+    views = ensemble_views(JpegEvidence(luma, chroma, "4:2:2", 50, "jpeg-standard"))
+    assert len(views) == 4
+    image = np.arange(12).reshape(3, 4)
+    for transform, inverse, _ in views:
+        np.testing.assert_array_equal(inverse(transform(image)), image)
+    for _, _, evidence in views[:3]:  # identity and flips: a flip keeps each frequency's step
+        np.testing.assert_array_equal(evidence.luma_table, luma)
+        assert evidence.subsampling == "4:2:2"
+    transposed = views[3][2]
+    np.testing.assert_array_equal(transposed.luma_table, luma.T)
+    np.testing.assert_array_equal(transposed.chroma_table, chroma.T)
+    assert transposed.subsampling == "4:4:0"
+    flips_only = ensemble_views(JpegEvidence(luma, chroma, "4:1:1", 50, "jpeg-standard"))
+    assert flips_only[3][2].subsampling == "4:1:1"
+
+
+def test_ensemble_averages_views_that_map_back_onto_the_image(color_model):
+    """An identity model gives the input back through every view (geometry and grid padding undone)."""
+    from daqe_tf.models import build_model
+    from tests.helpers import TINY_MODEL_CONFIG
+
+    identity = build_model("qga_unet", 3, **TINY_MODEL_CONFIG)  # heads start at zero: output = input
+    resaved = _resaved(_textured(152, 180, seed=1), offset=(5, 3))  # sides not whole MCUs: padded on all sides
+    result = enhance(resaved.data, identity, ensemble=True)
+    assert result.evidence.grid == (3, 5) and result.routing is None and result.views == 4
+    np.testing.assert_array_equal(result.pixels, result.source.pixels)
+    assert result.describe_exits() == "average of 4 flipped and transposed views"
+    single = enhance(resaved.data, color_model).pixels
+    averaged = enhance(resaved.data, color_model, ensemble=True).pixels
+    assert averaged.shape == single.shape and averaged.dtype == np.uint8 and not np.array_equal(averaged, single)

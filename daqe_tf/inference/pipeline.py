@@ -64,8 +64,11 @@ class EnhanceResult:
     exit_index: int | None  # None: a DAQE model chose an exit per patch (see ``routing``)
     source: LoadedImage
     routing: Routing | None = None  # DAQE models: patch plan, exit per patch, defocus map (stored orientation)
+    views: int = 1  # > 1: the average over this many flipped/transposed views (``ensemble``)
 
     def describe_exits(self) -> str:
+        if self.views > 1:
+            return f"average of {self.views} flipped and transposed views"
         return self.routing.describe() if self.routing is not None else f"exit {self.exit_index}"
 
 
@@ -222,6 +225,56 @@ def enhance_evidence(pixels, model, evidence: JpegEvidence, exit_index, tile=512
     return np.ascontiguousarray(out[py:, px:]), routing
 
 
+# Chroma layouts under a transpose (4:1:1 has no transposed layout here: its views are flips only).
+_TRANSPOSED_SUBSAMPLING = {"gray": "gray", "4:4:4": "4:4:4", "4:2:0": "4:2:0", "4:2:2": "4:4:0", "4:4:0": "4:2:2"}
+
+
+def ensemble_views(evidence: JpegEvidence) -> list[tuple[Callable, Callable, JpegEvidence]]:
+    """(transform, inverse, evidence of the transformed image) for the four views of ``enhance_ensemble``.
+
+    A flip maps each block's quantization lattice onto itself (a DCT coefficient only changes sign),
+    so a flipped JPEG has the same tables; a transpose swaps the frequencies, so its tables (and the
+    chroma layout) are transposed.
+    """
+    flip_lr = (lambda a: a[:, ::-1], lambda a: a[:, ::-1])
+    flip_ud = (lambda a: a[::-1], lambda a: a[::-1])
+    views = [(lambda a: a, lambda a: a, evidence), (*flip_lr, evidence), (*flip_ud, evidence)]
+    if evidence.subsampling in _TRANSPOSED_SUBSAMPLING:
+        transposed = dataclasses.replace(
+            evidence, luma_table=np.asarray(evidence.luma_table).T,
+            chroma_table=None if evidence.chroma_table is None else np.asarray(evidence.chroma_table).T,
+            subsampling=_TRANSPOSED_SUBSAMPLING[evidence.subsampling])
+        swap = lambda a: np.swapaxes(a, 0, 1)  # noqa: E731
+        views.append((swap, swap, transposed))
+    else:
+        views.append((lambda a: a[::-1, ::-1], lambda a: a[::-1, ::-1], evidence))
+    return views
+
+
+def enhance_ensemble(pixels, model, evidence: JpegEvidence, exit_index, tile=512, overlap=32) -> np.ndarray:
+    """The average of the model's output over four flipped/transposed views of the image (4x the compute).
+
+    The image is padded (edge pixels) so the assumed grid sits at the origin and both sides are whole
+    MCUs: every view then keeps its block grid at the origin, and each view gets the Q-map of its
+    own geometry (``ensemble_views``).
+    """
+    gy, gx = evidence.grid
+    sv, sh = SUBSAMPLING_FACTORS.get(evidence.subsampling, (1, 1))
+    mcu = 8 * max(sv, sh)
+    height, width = pixels.shape[:2]
+    py, px = (-gy) % 8, (-gx) % 8
+    bottom, right = (-(height + py)) % mcu, (-(width + px)) % mcu
+    padded = np.pad(pixels, ((py, bottom), (px, right)) + ((0, 0),) * (pixels.ndim - 2), mode="edge")
+    aligned = dataclasses.replace(evidence, grid=(0, 0))
+    total = np.zeros(padded.shape, np.float64)
+    views = ensemble_views(aligned)
+    for transform, inverse, view_evidence in views:
+        out, _ = _enhance(np.ascontiguousarray(transform(padded)), model, view_evidence, exit_index, tile, overlap, None)
+        total += inverse(out)
+    mean = np.clip(np.round(total / len(views)), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(mean[py : py + height, px : px + width])
+
+
 def enhance(
     source,
     model=None,
@@ -229,6 +282,7 @@ def enhance(
     exit_index: int | None = None,
     quality: int | None = None,
     strength: float = 1.0,
+    ensemble: bool = False,
     tile: int = 512,
     overlap: int = 32,
     progress: Callable[[int], None] | None = None,
@@ -243,6 +297,7 @@ def enhance(
     ``quality``: assume this JPEG quality (standard tables, the file's grid) instead of the
     compression history read from the file and its pixels (``result.evidence`` says what was
     assumed). ``strength``: 0 returns the input, 1 the model's output, up to 2 exaggerates it.
+    ``ensemble``: average four flipped/transposed views (about 4x the time; no ``routing``).
     ``tile``: tile side for QGAUNet, defocus-window side for DAQE models. ``defocus_map``: also
     run the defocus head for ``result.routing.defocus`` where routing does not need it (a cascade).
     """
@@ -257,9 +312,13 @@ def enhance(
         exit_index = exit_index % model.num_exits
     elif not routes_patches(model):
         exit_index = model.num_exits - 1
+    views = 1
     if strength == 0.0:
         pixels, routing = loaded.pixels, None
+    elif ensemble:
+        pixels, routing = enhance_ensemble(loaded.pixels, model, evidence, exit_index, tile, overlap), None
+        views = len(ensemble_views(evidence))
     else:
         pixels, routing = enhance_evidence(loaded.pixels, model, evidence, exit_index, tile, overlap, progress, defocus_map)
-        pixels = blend_strength(loaded.pixels, pixels, strength)
-    return EnhanceResult(apply_orientation(pixels, loaded.orientation), evidence, exit_index, loaded, routing)
+    pixels = blend_strength(loaded.pixels, pixels, strength) if strength != 0.0 else pixels
+    return EnhanceResult(apply_orientation(pixels, loaded.orientation), evidence, exit_index, loaded, routing, views)
