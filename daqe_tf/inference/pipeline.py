@@ -91,7 +91,7 @@ def jpeg_evidence(loaded: LoadedImage, quality: int | None = None) -> JpegEviden
         if subsampling not in SUBSAMPLING_FACTORS:
             raise ImageInputError(f"{loaded.name or 'input'}: unsupported chroma subsampling {subsampling}")
     if quality is not None:
-        assumed = compression_for_quality(quality, grayscale, subsampling if not grayscale else "4:2:0")
+        assumed = compression_for_quality(quality, grayscale, subsampling)
         return JpegEvidence(assumed.luma_table, assumed.chroma_table, assumed.subsampling, assumed.quality, "override")
     last = None if header is None else file_compression(header.luma_table, header.chroma_table, subsampling)
     history = estimate_history(loaded.pixels, last)
@@ -103,8 +103,6 @@ def jpeg_evidence(loaded: LoadedImage, quality: int | None = None) -> JpegEviden
         used = compression_for_quality(BLIND_FALLBACK_QUALITY, grayscale)
         source = "blind-fallback"
     chroma = None if grayscale else used.chroma_table
-    if chroma is None and not grayscale:  # a gray JPEG trace in colour pixels
-        chroma = used.luma_table
     return JpegEvidence(used.luma_table, chroma, "gray" if grayscale else used.subsampling, used.quality, source,
                         used.grid, history)
 
@@ -213,11 +211,9 @@ def enhance_evidence(pixels, model, evidence: JpegEvidence, exit_index, tile=512
     compression on a shifted grid is shown to them the same way by padding (edge pixels) above
     and left, and the padding is cut off again. Returns pixels of the input's shape.
     """
-    gy, gx = evidence.grid
-    if (gy, gx) == (0, 0):
+    if tuple(evidence.grid) == (0, 0):
         return _enhance(pixels, model, evidence, exit_index, tile, overlap, progress, defocus_map)
-    py, px = (-gy) % 8, (-gx) % 8
-    padded = np.pad(pixels, ((py, 0), (px, 0)) + ((0, 0),) * (pixels.ndim - 2), mode="edge")
+    padded, (py, px) = pad_to_grid(pixels, evidence.grid)
     aligned = dataclasses.replace(evidence, grid=(0, 0))
     out, routing = _enhance(padded, model, aligned, exit_index, tile, overlap, progress, defocus_map)
     if routing is not None:
@@ -225,6 +221,16 @@ def enhance_evidence(pixels, model, evidence: JpegEvidence, exit_index, tile=512
     return np.ascontiguousarray(out[py:, px:]), routing
 
 
+def pad_to_grid(pixels: np.ndarray, grid: tuple[int, int], multiple: int = 1) -> tuple[np.ndarray, tuple[int, int]]:
+    """``pixels`` padded with edge pixels above and left so a block corner at ``grid`` lands on the
+    origin, and below and right to sides that are a ``multiple``; returns it and the (top, left) pad."""
+    height, width = pixels.shape[:2]
+    py, px = (-grid[0]) % 8, (-grid[1]) % 8
+    bottom, right = (-(height + py)) % multiple, (-(width + px)) % multiple
+    return np.pad(pixels, ((py, bottom), (px, right)) + ((0, 0),) * (pixels.ndim - 2), mode="edge"), (py, px)
+
+
+ENSEMBLE_VIEWS = 4  # as is, flipped left-right, flipped up-down, transposed (or turned for 4:1:1)
 # Chroma layouts under a transpose (4:1:1 has no transposed layout here: its views are flips only).
 _TRANSPOSED_SUBSAMPLING = {"gray": "gray", "4:4:4": "4:4:4", "4:2:0": "4:2:0", "4:2:2": "4:4:0", "4:4:0": "4:2:2"}
 
@@ -258,13 +264,9 @@ def enhance_ensemble(pixels, model, evidence: JpegEvidence, exit_index, tile=512
     MCUs: every view then keeps its block grid at the origin, and each view gets the Q-map of its
     own geometry (``ensemble_views``).
     """
-    gy, gx = evidence.grid
-    sv, sh = SUBSAMPLING_FACTORS.get(evidence.subsampling, (1, 1))
-    mcu = 8 * max(sv, sh)
+    sv, sh = SUBSAMPLING_FACTORS[evidence.subsampling]
     height, width = pixels.shape[:2]
-    py, px = (-gy) % 8, (-gx) % 8
-    bottom, right = (-(height + py)) % mcu, (-(width + px)) % mcu
-    padded = np.pad(pixels, ((py, bottom), (px, right)) + ((0, 0),) * (pixels.ndim - 2), mode="edge")
+    padded, (py, px) = pad_to_grid(pixels, evidence.grid, multiple=8 * max(sv, sh))
     aligned = dataclasses.replace(evidence, grid=(0, 0))
     total = np.zeros(padded.shape, np.float64)
     views = ensemble_views(aligned)
@@ -312,13 +314,12 @@ def enhance(
         exit_index = exit_index % model.num_exits
     elif not routes_patches(model):
         exit_index = model.num_exits - 1
-    views = 1
-    if strength == 0.0:
-        pixels, routing = loaded.pixels, None
-    elif ensemble:
-        pixels, routing = enhance_ensemble(loaded.pixels, model, evidence, exit_index, tile, overlap), None
-        views = len(ensemble_views(evidence))
-    else:
-        pixels, routing = enhance_evidence(loaded.pixels, model, evidence, exit_index, tile, overlap, progress, defocus_map)
-    pixels = blend_strength(loaded.pixels, pixels, strength) if strength != 0.0 else pixels
+    pixels, routing, views = loaded.pixels, None, 1
+    if strength != 0.0:
+        if ensemble:
+            pixels, views = enhance_ensemble(loaded.pixels, model, evidence, exit_index, tile, overlap), ENSEMBLE_VIEWS
+        else:
+            pixels, routing = enhance_evidence(loaded.pixels, model, evidence, exit_index, tile, overlap, progress,
+                                               defocus_map)
+        pixels = blend_strength(loaded.pixels, pixels, strength)
     return EnhanceResult(apply_orientation(pixels, loaded.orientation), evidence, exit_index, loaded, routing, views)

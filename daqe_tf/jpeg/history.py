@@ -83,7 +83,6 @@ _CHROMA_BANK = np.stack([scale_table(STD_CHROMA_TABLE, q) for q in range(1, 101)
 _SCORABLE_QUALITIES = np.flatnonzero(_LUMA_BANK[:, _SCORED].min(axis=1) >= _MIN_SCORED_STEP) + 1
 
 _TO_Y = np.array([0.299, 0.587, 0.114])
-_TO_CB = np.array([-0.168736, -0.331264, 0.5])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,11 +105,14 @@ class Compression:
     def shifted(self) -> bool:
         return tuple(self.grid) != (0, 0)
 
+    @property
+    def name(self) -> str:
+        return f"QF {self.quality}" if self.standard else f"custom tables ≈ QF {self.quality}"
+
     def describe(self) -> str:
-        name = f"QF {self.quality}" if self.standard else f"custom tables ≈ QF {self.quality}"
         if self.shifted:
-            return f"{name} on a grid shifted by ({self.grid[0]}, {self.grid[1]})"
-        return f"{name} on the aligned grid"
+            return f"{self.name} on a grid shifted by ({self.grid[0]}, {self.grid[1]})"
+        return f"{self.name} on the aligned grid"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +141,7 @@ class CompressionHistory:
 
     def describe(self) -> str:
         if self.last is not None:
-            head = f"{self.last.describe().split(' on ')[0]} file"
+            head = f"{self.last.name} file"
             if self.earlier is None:
                 return f"{head}; no earlier compression found"
             return f"{head}; earlier compression ≈ {self.earlier.describe()}"
@@ -148,7 +150,7 @@ class CompressionHistory:
         return f"not a JPEG file; JPEG trace ≈ {self.earlier.describe()}"
 
 
-def compression_for_quality(quality: int, grayscale: bool, subsampling: str = "4:2:0", grid=(0, 0)) -> Compression:
+def compression_for_quality(quality: int, grayscale: bool, subsampling: str = "4:2:0") -> Compression:
     """The standard compression at ``quality`` (what ``--quality`` asks the enhancer to assume)."""
     quality = int(quality)
     if not 1 <= quality <= 100:
@@ -159,7 +161,6 @@ def compression_for_quality(quality: int, grayscale: bool, subsampling: str = "4
         subsampling="gray" if grayscale else subsampling,
         quality=quality,
         standard=True,
-        grid=tuple(int(v) for v in grid),
     )
 
 
