@@ -16,11 +16,11 @@ import math
 import numpy as np
 from keras import layers, ops
 
-_COUNTED = (layers.Conv2D, layers.Conv2DTranspose, layers.Dense)
+_COUNTED = (layers.Conv2D, layers.Conv2DTranspose, layers.Dense, layers.DepthwiseConv2D)
 # Weighted layers whose cost the formulas below do not cover: refuse rather than undercount.
 _NOT_COUNTED = (
     layers.Conv1D, layers.Conv3D, layers.Conv1DTranspose, layers.Conv3DTranspose,
-    layers.DepthwiseConv1D, layers.DepthwiseConv2D, layers.SeparableConv1D, layers.SeparableConv2D,
+    layers.DepthwiseConv1D, layers.SeparableConv1D, layers.SeparableConv2D,
     layers.EinsumDense,
 )
 _MISSING = object()
@@ -34,6 +34,8 @@ def _layer_macs(layer, input_shape, output_shape) -> int:
     else:
         cin, spatial_in, cout, spatial_out = input_shape[-1], input_shape[1:-1], output_shape[-1], output_shape[1:-1]
     k_h, k_w = layer.kernel_size
+    if isinstance(layer, layers.DepthwiseConv2D):
+        return output_shape[0] * math.prod(spatial_out) * k_h * k_w * cout
     if isinstance(layer, layers.Conv2DTranspose):
         # Every input pixel scatters a k_h x k_w x cout patch.
         return input_shape[0] * math.prod(spatial_in) * k_h * k_w * cin * cout

@@ -20,6 +20,8 @@ CASES = {
     "daqe_cnn": ("float32", "float16"),
     "daqe_transformer": ("float32", "int8"),
     "daqe_cascade": ("float32", "int8"),
+    "daqe_naf": ("float32",),  # the other blocks (layers.blocks.BLOCKS)
+    "daqe_inverted": ("float16",),
 }
 
 
@@ -27,7 +29,8 @@ def build_case(case: str):
     """The Keras model of ``case``, with random exit heads (fresh heads are zero: identity exits).
 
     "daqe_cnn" routes by a (random) learned readout, "daqe_transformer" by defocus, "daqe_cascade"
-    by a (random) cascade whose stage scores straddle zero."""
+    by a (random) cascade whose stage scores straddle zero; "daqe_naf" and "daqe_inverted" are
+    "daqe_transformer"'s routing with the other blocks (NAF's layer scales opened: they start at 0)."""
     if case == "qga_color":
         return tiny_model(3)
     import keras
@@ -35,8 +38,12 @@ def build_case(case: str):
     from daqe_tf.models import build_model
 
     keras.utils.set_random_seed(3)
-    model = build_model("daqe", 3, texture="transformer" if case == "daqe_transformer" else "cnn", **DAQE_TINY)
+    block = {"daqe_naf": "naf", "daqe_inverted": "inverted"}.get(case, "residual")
+    model = build_model("daqe", 3, texture="transformer" if case == "daqe_transformer" else "cnn", block=block, **DAQE_TINY)
     rng = np.random.default_rng(3)
+    for weight in model.weights:
+        if block == "naf" and weight.path.rsplit("/", 1)[-1] in ("beta", "gamma") and "norm" not in weight.path:
+            weight.assign(rng.normal(0, 0.5, weight.shape).astype("float32"))
     for head in model.heads:
         head.kernel.assign(rng.normal(0, 0.1, head.kernel.shape).astype("float32"))
     if case == "daqe_cnn":

@@ -145,6 +145,25 @@ def test_save_load_round_trip_then_other_size(texture, tmp_path):
     np.testing.assert_allclose(np.asarray(loaded(other, exit_index=1)), np.asarray(model(other, exit_index=1)), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("block", ["naf", "inverted"])
+def test_other_blocks_round_trip_and_every_weight_learns(block, tmp_path):
+    """The branches and "cnn" textures are made of the chosen block; `.keras` keeps it; deep supervision
+    reaches each block's weights (NAF's zero-initialised layer scales opened first)."""
+    model = _model("cnn", block=block)
+    for weight in model.weights:
+        if weight.path.rsplit("/", 1)[-1] in ("beta", "gamma") and "norm" not in weight.path:
+            weight.assign(np.ones(weight.shape, "float32"))
+    assert {type(layer).__name__ for layer in model.textures} == {"NAFBlock" if block == "naf" else "InvertedResidualBlock"}
+    loaded = run_model_saving_test(model, _inputs(), tmp_path)
+    assert loaded.block == block
+    inputs = _inputs(batch=3)
+    variables = [v for v in model.trainable_variables if "defocus_head" not in v.path]
+    with tf.GradientTape() as tape:
+        loss = sum(keras.ops.mean(keras.ops.square(o - inputs["image"])) for o in model(inputs))
+    for variable, gradient in zip(variables, tape.gradient(loss, variables)):
+        assert gradient is not None and np.abs(np.asarray(gradient)).max() > 0, variable.path
+
+
 @pytest.mark.parametrize("texture", TEXTURES)
 def test_mixed_precision(texture):
     run_mixed_precision_test(lambda: _model(texture), _inputs(2, 32, 32), (2, 32, 32, 3), call_kwargs={"exit_index": 2}, output_dtype=None)
@@ -164,6 +183,7 @@ def test_weight_paths_are_stable():
     ({"decoder_blocks": [1, 0]}, "per branch"),
     ({"patch_size": 24}, "multiple"),
     ({"stem_stride": 4}, "stem_stride"),
+    ({"block": "mbconv"}, "block"),
 ])
 def test_config_validation(overrides, match):
     with pytest.raises(ValueError, match=match):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from daqe_tf.layers.blocks import Downsample, ResidualBlock, UpsampleFuse
+from daqe_tf.layers.blocks import Downsample, UpsampleFuse, make_block
 from daqe_tf.layers.qga import QuantizationGuidedAttention
 
 
@@ -26,8 +26,9 @@ class DAQEBranch(layers.Layer):
         bottleneck_width: channels at 1/(2 * scale).
         scale: input pixels per branch pixel side.
         takes_context: whether a coarser branch feeds this one.
-        encoder_blocks, bottleneck_blocks, decoder_blocks: residual blocks after the stem (and
+        encoder_blocks, bottleneck_blocks, decoder_blocks: blocks after the stem (and
             context fuse), at the bottleneck, and after the decoder's skip fuse.
+        block: their kind (``daqe_tf.layers.blocks.BLOCKS``).
     """
 
     def __init__(
@@ -39,19 +40,21 @@ class DAQEBranch(layers.Layer):
         encoder_blocks: int = 1,
         bottleneck_blocks: int = 1,
         decoder_blocks: int = 1,
+        block: str = "residual",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.width, self.bottleneck_width, self.scale = width, bottleneck_width, scale
         self.takes_context = takes_context
         self.encoder_blocks, self.bottleneck_blocks, self.decoder_blocks = encoder_blocks, bottleneck_blocks, decoder_blocks
+        self.block = block
         self.stem = layers.Conv2D(width, scale, strides=scale, name="stem")
         self.context = UpsampleFuse(width, 0, name="context") if takes_context else None
-        self.encoder = [ResidualBlock(width, name=f"enc_{i}") for i in range(encoder_blocks)]
+        self.encoder = [make_block(block, width, name=f"enc_{i}") for i in range(encoder_blocks)]
         self.gate = QuantizationGuidedAttention(width, scale, name="qga")
         self.down = Downsample(bottleneck_width, name="down")
-        self.bottleneck = [ResidualBlock(bottleneck_width, name=f"mid_{i}") for i in range(bottleneck_blocks)]
-        self.decoder = UpsampleFuse(width, decoder_blocks, name="decoder")
+        self.bottleneck = [make_block(block, bottleneck_width, name=f"mid_{i}") for i in range(bottleneck_blocks)]
+        self.decoder = UpsampleFuse(width, decoder_blocks, block, name="decoder")
 
     def _check_arity(self, inputs):
         if len(inputs) != (3 if self.takes_context else 2):
@@ -104,4 +107,5 @@ class DAQEBranch(layers.Layer):
             "encoder_blocks": self.encoder_blocks,
             "bottleneck_blocks": self.bottleneck_blocks,
             "decoder_blocks": self.decoder_blocks,
+            "block": self.block,
         }

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from daqe_tf.layers.blocks import ResidualBlock
+from daqe_tf.layers.blocks import BLOCKS, make_block
 from daqe_tf.layers.cluster_attention import ClusterAttention
 from daqe_tf.layers.padding import crop_to, pad_to_multiple
 from daqe_tf.models.daqe.branches import DAQEBranch
@@ -40,9 +40,11 @@ class DAQENet(keras.Model):
         num_clusters: N, the number of clusters, branches and exits.
         widths: N + 1 channel counts by level; level l runs at 1/(stem_stride * 2**l). Branch m
             works at level N-1-m (so branch 0 is the coarsest) with its bottleneck at level N-m.
-        encoder_blocks, bottleneck_blocks, decoder_blocks: residual blocks per branch (N each).
-        texture: per-cluster texture module before each exit head. "cnn": a residual block
-            per cluster. "transformer": ``ClusterAttention`` per cluster over the batch's
+        encoder_blocks, bottleneck_blocks, decoder_blocks: blocks per branch (N each).
+        block: the branches' block (``daqe_tf.layers.blocks.BLOCKS``: "residual", "naf",
+            "inverted"); the "cnn" texture modules are one block of this kind each.
+        texture: per-cluster texture module before each exit head. "cnn": one block per
+            cluster. "transformer": ``ClusterAttention`` per cluster over the batch's
             patches (queries per defocus cell, one key/value per patch).
         stem_stride: 1 or 2; the finest branch runs at 1/stem_stride.
         key_dim: query/key width of the "transformer" texture.
@@ -90,6 +92,7 @@ class DAQENet(keras.Model):
         routing: str = "defocus",
         max_cost: float | None = None,
         exit_costs=None,
+        block: str = "residual",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -106,6 +109,8 @@ class DAQENet(keras.Model):
             raise ValueError(f"texture must be one of {TEXTURES}, got {texture!r}")
         if stem_stride not in (1, 2):
             raise ValueError("stem_stride must be 1 or 2")
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {tuple(BLOCKS)}, got {block!r}")
         if routing not in ROUTINGS:
             raise ValueError(f"routing must be one of {ROUTINGS}, got {routing!r}")
         self.image_channels = image_channels
@@ -116,6 +121,7 @@ class DAQENet(keras.Model):
         self.texture, self.stem_stride, self.key_dim, self.patch_size = texture, stem_stride, key_dim, patch_size
         self.defocus_widths, self.defocus_blocks = tuple(defocus_widths), tuple(defocus_blocks)
         self.routing = routing
+        self.block = block
         if max_cost is not None and (routing != "cascade" or exit_costs is None or len(exit_costs) != n):
             raise ValueError("max_cost caps a cascade's compute: it needs routing 'cascade' and one exit_costs value per exit")
         self.max_cost = None if max_cost is None else float(max_cost)
@@ -138,11 +144,12 @@ class DAQENet(keras.Model):
             self.branches.append(
                 DAQEBranch(
                     width, widths[n - m], scale, takes_context=m > 0, encoder_blocks=encoder_blocks[m],
-                    bottleneck_blocks=bottleneck_blocks[m], decoder_blocks=decoder_blocks[m], name=f"branch{m}",
+                    bottleneck_blocks=bottleneck_blocks[m], decoder_blocks=decoder_blocks[m], block=block,
+                    name=f"branch{m}",
                 )
             )
             if texture == "cnn":
-                self.textures.append(ResidualBlock(width, name=f"texture{m}"))
+                self.textures.append(make_block(block, width, name=f"texture{m}"))
             else:
                 self.textures.append(
                     ClusterAttention(width, key_dim, cell // scale, patch_size // scale, name=f"texture{m}")
@@ -309,6 +316,7 @@ class DAQENet(keras.Model):
             "routing": self.routing,
             "max_cost": self.max_cost,
             "exit_costs": self.exit_costs,
+            "block": self.block,
         }
 
 
