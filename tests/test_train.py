@@ -70,8 +70,13 @@ def test_train_writes_artefacts_and_resumes(tmp_path, image_folder):
     for name in ("config.json", "log.jsonl", "final.keras", "best.keras", "checkpoint/state.json"):
         assert (run_dir / name).is_file(), name
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if r["kind"] == "train"] == [2, 4]
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [2, 4]
     assert any(r["kind"] == "val" and "q10_exit2" in r["gains"] for r in records)
+    # Where the time went: validation and checkpoints at step 2 are counted by step 4's record.
+    assert train[0]["validation_seconds"] == train[0]["saving_seconds"] == 0
+    assert 0 < train[1]["validation_seconds"] and 0 < train[1]["saving_seconds"]
+    assert train[1]["validation_seconds"] + train[1]["saving_seconds"] < train[1]["train_seconds"]
     model = keras.models.load_model(run_dir / "final.keras", safe_mode=True)
     assert type(model).__name__ == "QGAUNet"
 
@@ -163,3 +168,14 @@ def test_perceptual_and_adversarial_terms_train_and_resume(tmp_path, image_folde
     assert resumed.step == 2 and int(resumed.discriminator[1].iterations.numpy()) == 2
     for got, want in zip(resumed.discriminator[0].get_weights(), after):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_long_schedule_keeps_the_learning_rate_of_a_run_stopped_early():
+    """--schedule_steps: the cosine spans it, so a short run's LR stays near its peak (learning curves)."""
+    from train.optim import make_optimizer
+
+    short = TrainConfig(run_dir="r", train_data="d", steps=1000, warmup_steps=100, learning_rate=1e-3)
+    long = TrainConfig(run_dir="r", train_data="d", steps=1000, schedule_steps=20000, warmup_steps=100, learning_rate=1e-3)
+    assert float(make_optimizer(short)[1](1000)) == pytest.approx(short.min_learning_rate, rel=1e-3)
+    assert float(make_optimizer(long)[1](1000)) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 900 / 19900)), rel=1e-4)
+    assert float(make_optimizer(long)[1](1000)) > 0.99e-3

@@ -19,6 +19,7 @@ class TrainConfig:
     grayscale: bool = False
     model_config: dict = dataclasses.field(default_factory=dict)
     steps: int = 20000
+    schedule_steps: int = 0  # steps the LR schedule spans; 0 = steps
     batch_size: int = 16
     patch_size: int = 96
     learning_rate: float = 2e-3

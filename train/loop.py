@@ -430,6 +430,7 @@ class Trainer:
             return bool(cfg.time_limit_minutes) and time.time() - session_start > cfg.time_limit_minutes * 60
 
         losses, previous, saved = [], self.step, None
+        self.overhead = {"validation_seconds": 0.0, "saving_seconds": 0.0}  # this session's time outside the steps
         last = self.step >= cfg.steps
         while not last:
             terms, stop = self.backend.take_step(previous + 1, time_up)
@@ -451,7 +452,10 @@ class Trainer:
             if validate or save or snapshot:
                 self.backend.sync_weights()
             if validate:
+                began = time.time()
                 self._log_validation(step, pairs, elapsed)
+                self.overhead["validation_seconds"] += time.time() - began
+            began = time.time()
             if snapshot:
                 name = f"snapshots/step_{step:06d}.keras"
                 self.save_model(name)
@@ -461,6 +465,8 @@ class Trainer:
                 self.state["train_seconds"] = elapsed
                 self.folder.save_checkpoint(self.model, self.optimizer, self.state, self.discriminator)
                 saved = step
+            if snapshot or save:
+                self.overhead["saving_seconds"] += time.time() - began
         self.folder.close_summaries()
         self.backend.end()
         if self.is_chief:
@@ -476,7 +482,9 @@ class Trainer:
         """The ``train`` record and TensorBoard scalars: the mean of the steps' terms since the last record."""
         mean = np.mean(losses, axis=0, dtype=np.float64)
         lr = self.backend.learning_rate(step)
-        record = {"loss_per_exit": mean[: self.model.num_exits].tolist()}
+        # The session's validation and checkpoint/snapshot time so far: the rest of train_seconds is steps
+        # (with the input pipeline) and whatever else the machine ran.
+        record = {"loss_per_exit": mean[: self.model.num_exits].tolist(), **{k: round(v, 2) for k, v in self.overhead.items()}}
         scalars = {f"loss/exit{k}": v for k, v in enumerate(record["loss_per_exit"])}
         labels = self._extra_terms()
         record.update({name: float(v) for name, v in zip(labels, mean[self.model.num_exits :])})

@@ -39,6 +39,8 @@ flags.DEFINE_enum("texture", None, ["cnn", "transformer"], "DAQE texture module 
 flags.DEFINE_bool("grayscale", False, "Train a grayscale (Y) model instead of RGB.")
 flags.DEFINE_string("model_config", "{}", "JSON dict of model constructor arguments.")
 flags.DEFINE_integer("steps", 20000, "Total optimizer steps (the LR schedule spans them).")
+flags.DEFINE_integer("schedule_steps", 0, "Steps the LR schedule spans when not --steps (0): a run stopped early "
+                     "on a long schedule keeps a near-constant LR, so its validations trace a learning curve.")
 flags.DEFINE_integer("batch_size", 16, "Global batch size.")
 flags.DEFINE_integer("patch_size", 96, "Training patch size (multiple of 16).")
 flags.DEFINE_float("learning_rate", 2e-3, "Peak learning rate (cosine decay after warm-up).")
@@ -96,6 +98,7 @@ def config_from_flags() -> TrainConfig:
         grayscale=FLAGS.grayscale,
         model_config=model_config,
         steps=FLAGS.steps,
+        schedule_steps=FLAGS.schedule_steps,
         batch_size=FLAGS.batch_size,
         patch_size=FLAGS.patch_size,
         learning_rate=FLAGS.learning_rate,

@@ -10,7 +10,7 @@ def make_optimizer(cfg: TrainConfig):
 
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=cfg.learning_rate / 10,
-        decay_steps=max(cfg.steps - cfg.warmup_steps, 1),
+        decay_steps=max((cfg.schedule_steps or cfg.steps) - cfg.warmup_steps, 1),
         alpha=cfg.min_learning_rate / cfg.learning_rate,
         warmup_target=cfg.learning_rate,
         warmup_steps=cfg.warmup_steps,
