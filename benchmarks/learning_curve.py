@@ -89,46 +89,56 @@ def curve_points(segments: list[str]) -> list[tuple[float, int, str, Path]]:
     return points
 
 
-def draw_curve(path: Path, rows: list[tuple[float, float]], jpeg: float, published: dict, title: str):
-    """A PNG line plot of (hours, PSNR) with the JPEG level and the published methods as horizontal lines."""
+SERIES_COLOURS = [(0, 130, 60), (200, 60, 40), (40, 90, 200), (150, 60, 170), (220, 140, 0), (0, 150, 160)]
+
+
+def draw_curve(path: Path, series: dict[str, list[tuple[float, float]]], levels: dict[str, float], title: str,
+               x_label: str = "training hours (CPU)", y_label: str = "PSNR (dB)"):
+    """A PNG line plot: one line per series of (hours, value), each named at its end, and each level
+    (JPEG, published methods) as a dashed horizontal line named at the right."""
     from PIL import Image, ImageDraw, ImageFont
 
     width, height, left, top, right, bottom = 720, 420, 70, 40, 150, 50
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
-    hours = [h for h, _ in rows]
-    levels = [p for _, p in rows] + [jpeg] + list(published.values())
+    hours = [h for rows in series.values() for h, _ in rows]
+    values = [v for rows in series.values() for _, v in rows] + list(levels.values())
     x_max = max(hours) * 1.05 or 1.0
-    y_min, y_max = np.floor(min(levels) * 4 - 0.5) / 4, np.ceil(max(levels) * 4 + 0.5) / 4
+    y_min, y_max = np.floor(min(values) * 4 - 0.5) / 4, np.ceil(max(values) * 4 + 0.5) / 4
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def to_px(x, y):
         return left + x / x_max * plot_w, top + (1 - (y - y_min) / (y_max - y_min)) * plot_h
 
     draw.rectangle([left, top, left + plot_w, top + plot_h], outline="black")
-    for name, level, colour in [("JPEG", jpeg, (120, 120, 120))] + [
-            (name, level, (200, 60, 40) if i == 0 else (40, 90, 200)) for i, (name, level) in enumerate(published.items())]:
+    for i, (name, level) in enumerate(levels.items()):
+        colour = (120, 120, 120) if i == 0 else SERIES_COLOURS[i % len(SERIES_COLOURS)]
         _, y = to_px(0, level)
         for x in range(left, left + plot_w, 8):
             draw.line([x, y, min(x + 4, left + plot_w), y], fill=colour)
         draw.text((left + plot_w + 6, y - 6), f"{name} {level:.2f}", fill=colour, font=font)
-    points = [to_px(h, p) for h, p in rows]
-    draw.line(points, fill=(0, 130, 60), width=3)
-    for x, y in points:
-        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(0, 130, 60))
-    x_step = next(s for s in (0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100) if s * 6 >= x_max)
+    for i, (name, rows) in enumerate(series.items()):
+        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        points = [to_px(h, v) for h, v in rows]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=3)
+        for x, y in points:
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+        if len(series) > 1:
+            draw.text((points[-1][0] + 6, points[-1][1] - 6), name, fill=colour, font=font)
+    x_step = next(s for s in (0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100) if s * 6 >= x_max)
     for tick in np.arange(0, x_max + 1e-9, x_step):
         x, _ = to_px(tick, y_min)
         draw.line([x, top + plot_h, x, top + plot_h + 4], fill="black")
-        draw.text((x - 10, top + plot_h + 8), f"{tick:.1f}", fill="black", font=font)
+        draw.text((x - 10, top + plot_h + 8), f"{tick:.2f}".rstrip("0").rstrip("."), fill="black", font=font)
     for tick in np.arange(y_min, y_max + 1e-6, 0.25 if y_max - y_min <= 3 else 0.5):
         _, y = to_px(0, tick)
         draw.line([left - 4, y, left, y], fill="black")
         draw.text((left - 40, y - 6), f"{tick:.2f}", fill="black", font=font)
     draw.text((left, 12), title, fill="black", font=font)
-    draw.text((left + plot_w // 2 - 60, height - 24), "training hours (CPU)", fill="black", font=font)
-    draw.text((6, top - 16), "PSNR (dB)", fill="black", font=font)
+    draw.text((left + plot_w // 2 - 3 * len(x_label), height - 24), x_label, fill="black", font=font)
+    draw.text((6, top - 16), y_label, fill="black", font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     image.save(tmp, optimize=True)
@@ -167,7 +177,7 @@ def main(argv=None) -> int:
     if published:
         print("published: " + ", ".join(f"{k} {v:.2f} dB ({v - jpeg.psnr:+.2f})" for k, v in published.items()))
     if args.plot:
-        draw_curve(Path(args.plot), [(h, p) for h, _, p, _, _ in rows], jpeg.psnr, published,
+        draw_curve(Path(args.plot), {"model": [(h, p) for h, _, p, _, _ in rows]}, {"JPEG": jpeg.psnr, **published},
                    f"{name} QF{args.quality}: deepest exit PSNR vs training hours")
     return 0
 
