@@ -9,9 +9,11 @@ from daqe_tf.jpeg.simulate import compress
 from daqe_tf.jpeg.tables import tables_for_quality
 from daqe_tf.metrics import rgb_to_y_uint8
 from tests.helpers import natural_image
-from train import degradations
 from train.data import PairSampler
 from train.degradations import DegradationConfig, degrade, degrade_pair
+
+
+ONLY_420 = {"4:2:0": 1.0}
 
 
 def _block_phase(image: np.ndarray) -> int:
@@ -27,39 +29,53 @@ def _textured(size: int, seed: int) -> np.ndarray:
     return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 
-def test_resaved_pairs_carry_the_estimators_evidence_with_the_crop_at_its_grid(monkeypatch):
-    """Heavy then milder on another grid; the Q-map is what the enhancer's estimator reads, the crop starts at its grid."""
-    estimates = []
-
-    def spy(pixels, last=None):
-        found = estimate_history(pixels, last)
-        estimates.append(found)
-        return found
-
-    monkeypatch.setattr(degradations, "estimate_history", spy)
-    image = _textured(128, seed=3)
+def test_resaved_pairs_carry_the_history_a_whole_photo_reading_finds():
+    """Heavy then milder on another grid: the Q-map is the first save's, the crop starts at its grid, and the
+    estimator reading the pair's pixels finds just that."""
+    image = _textured(256, seed=3)
     padded = np.pad(image, ((0, 8), (0, 8), (0, 0)), mode="reflect")
     cfg = DegradationConfig(quality_min=10, quality_max=10, double_jpeg_prob=1.0, custom_table_prob=0.0,
-                            resave_aligned_prob=0.0, resave_triple_prob=0.0, resave_resize_prob=0.0)
+                            resave_aligned_prob=0.0, resave_triple_prob=0.0, resave_resize_prob=0.0, subsampling_probs=ONLY_420)
     rng = np.random.default_rng(0)
-    windows, found_earlier = set(), 0
-    for _ in range(10):
-        estimates.clear()
+    windows = set()
+    for _ in range(8):
         target, decoded, qmap, quality = degrade_pair(rng, image, cfg)
-        assert target.shape == decoded.shape == image.shape and qmap.shape == (128, 128, 2)
-        (found,) = estimates
-        used = found.dominant
-        gy, gx = used.grid
-        np.testing.assert_array_equal(target, padded[gy : gy + 128, gx : gx + 128])  # the clean crop, cut at that grid
-        expected = qmap_from_tables(used.luma_table, used.chroma_table, 128, 128, used.subsampling)
-        np.testing.assert_array_equal(qmap, expected)  # exactly the estimator's evidence
-        assert quality == used.quality
-        if found.earlier is not None:
-            found_earlier += 1
-            # The heavy save (a crop's few blocks may read as a divisor of its steps), its grid at the crop's origin.
-            assert quality < cfg.resave_quality_min and _block_phase(decoded) == 0
-        windows.add((gy, gx))
-    assert found_earlier >= 8 and len(windows) > 3  # the last save's grid lands anywhere in the crop
+        assert target.shape == decoded.shape == image.shape and qmap.shape == (256, 256, 2)
+        assert quality == 10
+        luma, chroma = tables_for_quality(10)
+        np.testing.assert_array_equal(qmap, qmap_from_tables(luma, chroma, 256, 256, "4:2:0"))
+        window = next((gy, gx) for gy in range(8) for gx in range(8)
+                      if np.array_equal(target, padded[gy : gy + 256, gx : gx + 256]))
+        windows.add(window)
+        assert _block_phase(decoded) == 0  # the heavy save's blocks start at the crop's origin
+        found = estimate_history(decoded).dominant  # pixels alone: the coarsest trace
+        assert (found.quality, found.grid) == (10, (0, 0))
+    assert len(windows) > 3  # the first save's grid lands anywhere before the cut
+
+
+def test_a_first_save_not_coarser_than_the_last_leaves_the_files_tables():
+    """As the estimator reports no earlier compression unless it is coarser by its margin."""
+    image = _textured(64, seed=5)
+    cfg = DegradationConfig(quality_min=60, quality_max=60, double_jpeg_prob=1.0, custom_table_prob=0.0,
+                            resave_quality_min=60, resave_quality_max=62, resave_triple_prob=0.0, resave_resize_prob=0.0,
+                            subsampling_probs=ONLY_420)
+    rng = np.random.default_rng(2)
+    for _ in range(4):
+        target, decoded, qmap, quality = degrade_pair(rng, image, cfg)
+        np.testing.assert_array_equal(target, image)  # cut at the file's own grid
+        assert 60 <= quality <= 62
+        luma, chroma = tables_for_quality(quality)
+        np.testing.assert_array_equal(qmap, qmap_from_tables(luma, chroma, 64, 64, "4:2:0"))
+
+
+def test_a_resize_between_saves_leaves_the_files_tables():
+    image = _textured(64, seed=6)
+    cfg = DegradationConfig(quality_min=10, quality_max=10, double_jpeg_prob=1.0, custom_table_prob=0.0,
+                            resave_triple_prob=0.0, resave_resize_prob=1.0, subsampling_probs=ONLY_420)
+    target, decoded, qmap, quality = degrade_pair(np.random.default_rng(3), image, cfg)
+    assert quality >= cfg.resave_quality_min
+    luma, chroma = tables_for_quality(quality)
+    np.testing.assert_array_equal(qmap, qmap_from_tables(luma, chroma, 64, 64, "4:2:0"))
 
 
 def test_resave_variants_keep_shapes_and_a_milder_last_save():

@@ -892,7 +892,7 @@ def _write_history_vectors(folder: Path, manifest: dict) -> None:
             ta, tb = scale_table(STD_LUMA_TABLE, a), scale_table(STD_LUMA_TABLE, b)
             ratio = float((np.log(ta.astype(np.float64)[h._SCORED]) - np.log(tb.astype(np.float64)[h._SCORED])).mean())
             assert abs(ratio - h.COARSER_LOG_RATIO) > 1e-9
-            pairs.append([a, b, bool(h._coarser(ta, tb))])
+            pairs.append([a, b, bool(h.is_coarser(ta, tb))])
     assert {p[2] for p in pairs} == {True, False}
     manifest["history"] = {"cases": entries, "coarser": pairs}
 

@@ -5,10 +5,10 @@ how often; ``degrade`` draws one from a numpy ``Generator`` and returns the
 decoded image with its Q-map. Pure numpy + Pillow, so the same code feeds
 tf.data (TensorFlow) and plain Python loops (JAX).
 
-A re-saved pair (``resave``) gets exactly the evidence the enhancer reads at inference: the
-compression history estimated from its pixels (``daqe_tf.jpeg.history``), with the crop cut
-where the enhancer would put the origin (the dominant compression's block grid), so the last
-compression's grid lands anywhere in the crop.
+A re-saved pair (``resave``) gets the evidence the enhancer reads from a whole photo: the
+compression history ``daqe_tf.jpeg.history`` finds there, with the crop cut where the enhancer
+would put the origin (the dominant compression's block grid), so the last compression's grid
+lands anywhere in the crop.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
-from daqe_tf.jpeg.history import estimate_history, file_compression
+from daqe_tf.jpeg.history import compression_for_quality, file_compression, is_coarser
 from daqe_tf.jpeg.qmap import qmap_from_tables
 from daqe_tf.jpeg.simulate import compress, earlier_jpeg_crop
 from daqe_tf.jpeg.tables import STD_CHROMA_TABLE, STD_LUMA_TABLE, scale_table
@@ -120,16 +120,20 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def resave(rng: np.random.Generator, image: np.ndarray, cfg: DegradationConfig, subsampling: str):
-    """A re-saved JPEG of ``image`` with the evidence the enhancer would read: ``(target, decoded, qmap, quality)``.
+    """A re-saved JPEG of ``image`` with the evidence the enhancer reads: ``(target, decoded, qmap, quality)``.
 
     The first save is heavy (``sample_quality``), on a grid shifted by 0..7 px from the last
     (aligned with ``cfg.resave_aligned_prob``); a third save in between (``resave_triple_prob``)
     or an upscale between the saves that destroys the first grid (``resave_resize_prob``) may
     follow; the last save is milder (``resave_quality_min..max``, custom tables as often as for
-    single JPEGs). The estimator then reads the result as it would read the file, and the crop
-    is cut at the block grid of the compression it found dominant (8 px of reflected context
-    below and right of ``image`` make room), with that compression's Q-map. ``quality``: the
-    dominant compression's.
+    single JPEGs). The evidence is what ``estimate_history`` finds on a whole photo, where it found
+    the first save with its quality and grid in every re-saved case measured (docs/history.md): the
+    first save when it is coarser than the last by the estimator's own margin (``is_coarser``),
+    else the file's tables, and the file's tables after a resize (no grid is found). Estimating on
+    the crop itself instead missed the first save on about half of the 128-px training crops and
+    taught the model to distrust mild tables. The crop is cut at the dominant compression's grid
+    (8 px of reflected context below and right of ``image`` make room), with its Q-map.
+    ``quality``: the dominant compression's.
     """
     grayscale = image.ndim == 2
     height, width = image.shape[:2]
@@ -140,13 +144,16 @@ def resave(rng: np.random.Generator, image: np.ndarray, cfg: DegradationConfig, 
 
     first_quality = sample_quality(rng, cfg)
     last_quality = int(rng.integers(max(cfg.resave_quality_min, first_quality), cfg.resave_quality_max + 1))
+    first_grid = None  # where the first save's blocks start, while its grid survives
     if rng.random() < cfg.resave_resize_prob:
         scale = rng.uniform(1.1, 1.6)
         large = (int(np.ceil(clean.shape[0] * scale)), int(np.ceil(clean.shape[1] * scale)))
         first = compress(_resize(clean, large), first_quality, subsampling=subsampling).decoded
         clean, pixels = _resize(_resize(clean, large), clean.shape[:2]), _resize(first, clean.shape[:2])
     else:
-        pixels = earlier_jpeg_crop(clean, first_quality, offset(), subsampling=subsampling)
+        dy, dx = offset()
+        pixels = earlier_jpeg_crop(clean, first_quality, (dy, dx), subsampling=subsampling)
+        first_grid = ((8 - dy) % 8, (8 - dx) % 8)  # earlier_jpeg_crop pads by the offset above and left
     if rng.random() < cfg.resave_triple_prob:
         middle = int(rng.integers(first_quality, last_quality + 1))
         pixels = earlier_jpeg_crop(pixels, middle, offset(), subsampling=subsampling)
@@ -154,8 +161,10 @@ def resave(rng: np.random.Generator, image: np.ndarray, cfg: DegradationConfig, 
         result = compress(pixels, tables=random_custom_tables(rng, last_quality, grayscale), subsampling=subsampling)
     else:
         result = compress(pixels, last_quality, subsampling=subsampling)
-    history = estimate_history(result.decoded, file_compression(result.luma_table, result.chroma_table, result.subsampling))
-    used = history.dominant
+    used = file_compression(result.luma_table, result.chroma_table, result.subsampling)
+    earliest = compression_for_quality(first_quality, grayscale, result.subsampling)
+    if first_grid is not None and is_coarser(earliest.luma_table, used.luma_table):
+        used = dataclasses.replace(earliest, grid=first_grid)
     gy, gx = used.grid
     window = (slice(gy, gy + height), slice(gx, gx + width))
     chroma = None if grayscale else used.chroma_table

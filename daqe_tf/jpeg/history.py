@@ -275,7 +275,8 @@ def fitted_qualities(misfit: np.ndarray) -> list[int]:
     return found
 
 
-def _coarser(table: np.ndarray, than: np.ndarray) -> bool:
+def is_coarser(table: np.ndarray, than: np.ndarray) -> bool:
+    """Whether ``table`` is coarser than ``than`` by enough to be reported as an earlier compression."""
     ratio = np.log(np.asarray(table, np.float64)[_SCORED]) - np.log(np.maximum(np.asarray(than, np.float64)[_SCORED], 1))
     return float(ratio.mean()) > COARSER_LOG_RATIO
 
@@ -359,7 +360,7 @@ def estimate_history(pixels: np.ndarray, last: Compression | None = None) -> Com
             if custom is not None:
                 found.append(custom)
     grid_found = bool(found)
-    candidates = [c for c in found if last is None or _coarser(c.luma_table, last.luma_table)]
+    candidates = [c for c in found if last is None or is_coarser(c.luma_table, last.luma_table)]
     if not candidates:
         return CompressionHistory(last, None, grid_found)
     # The coarsest; between equally coarse ones, the better fit.
