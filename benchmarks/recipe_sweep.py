@@ -28,6 +28,12 @@ near-constant LR, so each point is a fair budget); ``--plot`` draws it. Every ``
 ``rebalance`` model matches ``base``'s multiply-accumulates per pixel of each exit within 12 %
 (``python -m benchmarks.model_complexity``); wall time per MP is ``benchmarks.inference_speed``'s.
 
+``--heldout`` then scores each run's ``final.keras`` on the whole validation images (``--val_data``)
+at QF 10–40 through ``daqe_tf.enhance`` with every patch through the deepest exit, as the CLI runs
+it: a repeated evaluation on about 2.3 times the trainer's pixels and four qualities, and on the
+model's own routing patches (a block that pools over its input, as NAF's channel attention does,
+sees the patch it was trained on, not the trainer's 256-px validation crop).
+
 A run folder that already holds a finished run is read, not retrained, so a sweep can be
 resumed or extended with more recipes.
 """
@@ -179,6 +185,45 @@ def plot_curves(rows, seconds: dict, path: Path) -> None:
     print(f"wrote {path}")
 
 
+HELDOUT_QUALITIES = (10, 20, 30, 40)
+
+
+def _flag(common: list[str], name: str) -> str | None:
+    """The value of ``--name`` (``--name=value`` or ``--name value``) among the trainer flags."""
+    for i, arg in enumerate(common):
+        if arg == f"--{name}" and i + 1 < len(common):
+            return common[i + 1]
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def heldout_table(rows, common: list[str]) -> str:
+    """PSNR gain over JPEG of each run's final model on the whole validation images, deepest exit, QF 10-40."""
+    from daqe_tf.evaluation import evaluate_folder
+    from daqe_tf.inference.models import load_model
+    from daqe_tf.inference.pipeline import enhance
+
+    val_data, root = _flag(common, "val_data"), _flag(common, "data_root")
+    if not val_data:
+        raise SystemExit("--heldout needs --val_data after --")
+    grayscale = "--grayscale" in common or "--grayscale=true" in common
+    space = "y" if grayscale else "rgb"
+    jpeg = evaluate_folder(val_data, HELDOUT_QUALITIES, on=space, grayscale=grayscale, progress=False, root=root)
+    lines = ["| recipe | " + " | ".join(f"QF{q}" for q in HELDOUT_QUALITIES) + " | mean |", "|" + "---|" * (2 + len(HELDOUT_QUALITIES))]
+    for name, _, vals in rows:
+        model = load_model(Path(vals[0]["run_dir"]) / "final.keras")
+
+        def deepest_exit(decoded, data, model=model):
+            return enhance(data, model, exit_index=model.num_exits - 1).pixels
+
+        scored = evaluate_folder(val_data, HELDOUT_QUALITIES, deepest_exit, on=space, grayscale=grayscale,
+                                 progress=False, root=root)
+        gains = [scored[q].psnr - jpeg[q].psnr for q in HELDOUT_QUALITIES]
+        lines.append(f"| {name} | " + " | ".join(f"{g:+.3f}" for g in gains) + f" | {sum(gains) / len(gains):+.3f} |")
+    return "\n".join(lines)
+
+
 def table(rows: list[tuple[str, dict, list[dict]]]) -> str:
     qualities = sorted(deepest_gains(rows[0][2][-1]))
     head = ("| recipe | patch × batch | loss | EMA | lr | steps | wall min | "
@@ -205,6 +250,7 @@ def main(argv=None) -> int:
     budget.add_argument("--cpu_hours", type=float, help="training time per recipe instead, at its measured seconds per step")
     parser.add_argument("--evals", type=int, default=2, help="validations per run (evenly spaced; the last at the end)")
     parser.add_argument("--plot", type=Path, help="--cpu_hours: draw the learning curves to this PNG")
+    parser.add_argument("--heldout", action="store_true", help="also score each final model on the whole validation images")
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--model_config", type=json.loads, default={}, help="JSON model arguments, as train.main takes them")
     args = parser.parse_args(own)
@@ -229,7 +275,7 @@ def main(argv=None) -> int:
         if not finished_validations(run_dir):
             print(f"== {name}: training {steps} steps", flush=True)
             subprocess.run(command(name, run_dir, steps, args.model_config, common, args.evals), check=True)
-        vals = finished_validations(run_dir)
+        vals = [{**v, "run_dir": str(run_dir)} for v in finished_validations(run_dir)]
         if not vals:
             raise SystemExit(f"{run_dir}: the run ended without a final validation")
         rows.append((name, recipe_flags(name), vals))
@@ -241,6 +287,9 @@ def main(argv=None) -> int:
     else:
         print(f"\nDeepest exit, PSNR gain over JPEG on held-out crops (dB) after half and all of {args.pixels:.3g} training pixels per recipe")
         print(table(rows))
+    if args.heldout:
+        print("\nFinal models, deepest exit through daqe_tf.enhance, PSNR gain over JPEG on the whole validation images (dB)")
+        print(heldout_table(rows, common))
     return 0
 
 

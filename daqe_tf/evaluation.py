@@ -53,8 +53,10 @@ def evaluate_folder(
     progress: bool = True,
     max_images: int = 0,
     earlier_jpeg: tuple[int, tuple[int, int]] | None = None,
+    root: str | Path | None = None,
 ) -> dict[int, Metrics]:
-    """Mean metrics over the images of ``folder`` for each JPEG quality factor.
+    """Mean metrics over the images of ``folder`` (or of a list file, its paths relative to ``root``)
+    for each JPEG quality factor.
 
     Without ``enhance_fn`` the decoded JPEG itself is scored (the JPEG baseline). ``on`` and
     ``grayscale`` are as in :func:`daqe_tf.metrics.evaluate_pair` and :func:`load_image`.
@@ -64,7 +66,7 @@ def evaluate_folder(
     the last compression's. Scores are against the original, never the first JPEG.
     """
     qualities = list(qualities)
-    files = list_image_files(folder)[: max_images or None]
+    files = list_image_files(folder, root)[: max_images or None]
     per_quality: dict[int, list[Metrics]] = {q: [] for q in qualities}
     with tqdm(total=len(files) * len(qualities), desc=Path(folder).name, disable=not progress) as bar:
         for path in files:

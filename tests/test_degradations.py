@@ -1,4 +1,4 @@
-"""Training degradations: re-saved JPEGs with the estimator's evidence, gray pairs for colour models."""
+"""Training degradations: re-saved JPEGs with the history the enhancer reads, gray pairs for colour models."""
 import numpy as np
 import pytest
 
@@ -11,7 +11,6 @@ from daqe_tf.metrics import rgb_to_y_uint8
 from tests.helpers import natural_image
 from train.data import PairSampler
 from train.degradations import DegradationConfig, degrade, degrade_pair
-
 
 ONLY_420 = {"4:2:0": 1.0}
 
