@@ -66,6 +66,24 @@ RECIPES = {
 }
 
 
+def _flag(common: list[str], name: str) -> str | None:
+    """The value of ``--name`` (``--name=value`` or ``--name value``) among the trainer flags."""
+    for i, arg in enumerate(common):
+        if arg == f"--{name}" and i + 1 < len(common):
+            return common[i + 1]
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _is_daqe(common: list[str]) -> bool:
+    return _flag(common, "family") == "daqe"
+
+
+def _grayscale(common: list[str]) -> bool:
+    return "--grayscale" in common or _flag(common, "grayscale") in ("true", "1")
+
+
 def recipe_flags(name: str) -> dict:
     """train.main flags of a recipe (without its model changes)."""
     if name not in RECIPES:
@@ -76,7 +94,7 @@ def recipe_flags(name: str) -> dict:
 def recipe_model_config(name: str, model_config: dict, common: list[str]) -> dict:
     """The sweep's model config with the recipe's changes (and, for DAQE, its patch size)."""
     config = {**model_config, **RECIPES[name].get("model", {})}
-    if "daqe" in common or "--family=daqe" in common:
+    if _is_daqe(common):
         config["patch_size"] = recipe_flags(name)["patch_size"]
     return config
 
@@ -97,12 +115,10 @@ def command(name: str, run_dir: Path, steps: int, model_config: dict, common: li
 def train_config(name: str, model_config: dict, common: list[str]) -> dict:
     """TrainConfig fields of a recipe for measuring its step (no data or run folder yet)."""
     flags = recipe_flags(name)
-    family = "daqe" if ("daqe" in common or "--family=daqe" in common) else "qga_unet"
     config = recipe_model_config(name, model_config, common)
-    if family == "daqe":
-        config.setdefault("texture", "cnn")
-    grayscale = "--grayscale" in common or "--grayscale=true" in common
-    return {"family": family, "grayscale": grayscale, "patch_size": flags["patch_size"],
+    if _is_daqe(common):
+        config.setdefault("texture", _flag(common, "texture") or "cnn")
+    return {"family": "daqe" if _is_daqe(common) else "qga_unet", "grayscale": _grayscale(common), "patch_size": flags["patch_size"],
             "batch_size": flags["batch_size"], "loss": flags["loss"], "ema_momentum": flags["ema_momentum"],
             "learning_rate": flags["learning_rate"], "model_config": config}
 
@@ -188,16 +204,6 @@ def plot_curves(rows, seconds: dict, path: Path) -> None:
 HELDOUT_QUALITIES = (10, 20, 30, 40)
 
 
-def _flag(common: list[str], name: str) -> str | None:
-    """The value of ``--name`` (``--name=value`` or ``--name value``) among the trainer flags."""
-    for i, arg in enumerate(common):
-        if arg == f"--{name}" and i + 1 < len(common):
-            return common[i + 1]
-        if arg.startswith(f"--{name}="):
-            return arg.split("=", 1)[1]
-    return None
-
-
 def heldout_table(rows, common: list[str]) -> str:
     """PSNR gain over JPEG of each run's final model on the whole validation images, deepest exit, QF 10-40."""
     from daqe_tf.evaluation import evaluate_folder
@@ -207,7 +213,7 @@ def heldout_table(rows, common: list[str]) -> str:
     val_data, root = _flag(common, "val_data"), _flag(common, "data_root")
     if not val_data:
         raise SystemExit("--heldout needs --val_data after --")
-    grayscale = "--grayscale" in common or "--grayscale=true" in common
+    grayscale = _grayscale(common)
     space = "y" if grayscale else "rgb"
     jpeg = evaluate_folder(val_data, HELDOUT_QUALITIES, on=space, grayscale=grayscale, progress=False, root=root)
     lines = ["| recipe | " + " | ".join(f"QF{q}" for q in HELDOUT_QUALITIES) + " | mean |", "|" + "---|" * (2 + len(HELDOUT_QUALITIES))]
