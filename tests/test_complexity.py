@@ -87,19 +87,25 @@ def test_calls_are_restored_even_on_error():
     assert count_macs(model, 3, 4, 0) == 60  # recorded once per call: no wrapper left stacked
 
 
+class _OneLayer(keras.Model):
+    image_channels, qmap_channels = 2, 1
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def call(self, inputs, exit_index=None):
+        return self.layer(inputs["image"])
+
+
 def test_layers_without_a_formula_are_refused():
-    class Depthwise(keras.Model):
-        image_channels, qmap_channels = 1, 1
+    with pytest.raises(NotImplementedError, match="SeparableConv2D"):
+        count_macs(_OneLayer(layers.SeparableConv2D(4, 3)), 8, 8, 0)
 
-        def __init__(self):
-            super().__init__()
-            self.conv = layers.DepthwiseConv2D(3)
 
-        def call(self, inputs, exit_index=None):
-            return self.conv(inputs["image"])
-
-    with pytest.raises(NotImplementedError, match="DepthwiseConv2D"):
-        count_macs(Depthwise(), 8, 8, 0)
+def test_depthwise_convolutions_are_counted_per_channel():
+    """A 3x3 depthwise convolution ('same') does 9 MACs per pixel and channel."""
+    assert count_macs(_OneLayer(layers.DepthwiseConv2D(3, padding="same")), 8, 8, 0) == 8 * 8 * 2 * 9
 
 
 def test_defocus_head_hand_counted():
