@@ -13,7 +13,7 @@ LITERT = ['ai-edge-litert>=2.3; sys_platform != "win32"']
 TRAIN = TF + ["absl-py>=2.1"]
 # The Apache Beam pipeline (daqe_tf.beam); 2.78 is the first to allow Pillow 13 next to the base install.
 BEAM = ["apache-beam>=2.78,<3"]
-DEFAULT_STEMS = ["daqe_cnn_color_c4_cascade", "daqe_cnn_gray_g3_cascade"]
+DEFAULT_STEMS = ["daqe_cnn_color_r2_cascade", "daqe_cnn_gray_g3_cascade"]
 WEIGHT_SUFFIXES = [".keras", ".tflite", ".tflite.json", ".md", ".config.json"]
 
 setup(

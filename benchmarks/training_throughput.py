@@ -35,7 +35,7 @@ from PIL import Image
 _QGA_UNET = {"family": "qga_unet", "patch_size": 96, "batch_size": 16,
              "model_config": {"widths": [48, 64, 96, 128], "encoder_blocks": [2, 2, 2], "decoder_blocks": [2, 1], "stem_stride": 2}}
 DEFAULT_SPECS = [  # the shipped defaults' own training configs, the core QGA U-Net, and the DAQE transformer texture
-    "daqe_tf/weights/daqe_cnn_color_c4_cascade.config.json",
+    "daqe_tf/weights/daqe_cnn_color_r2_cascade.config.json",
     "daqe_tf/weights/daqe_cnn_gray_g3_cascade.config.json",
     json.dumps(_QGA_UNET),
     json.dumps({**_QGA_UNET, "grayscale": True}),

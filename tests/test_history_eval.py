@@ -24,7 +24,7 @@ def test_history_eval_prints_every_case(tmp_path, capsys, monkeypatch):
     write_image_folder(data / "Classic5", 1, 96, 96)
     monkeypatch.setattr(history_eval, "SINGLE", (10, 90))
     monkeypatch.setattr(history_eval, "HEAVY_TO_MILD", ((10, 90),))
-    color = "daqe_tf/weights/daqe_cnn_color_c4_cascade.tflite"
+    color = "daqe_tf/weights/daqe_cnn_color_r2_cascade.tflite"
     gray = "daqe_tf/weights/daqe_cnn_gray_g3_cascade.tflite"
     argv = ["--data", str(data), "--sets", "Classic5", "--color", color, "--gray", gray, "--parts", "enhance"]
     assert history_eval.main(argv) == 0

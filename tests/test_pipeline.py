@@ -156,7 +156,7 @@ def test_routing_maps_of_a_shifted_grid_cover_the_image():
     from daqe_tf.inference.models import load_model
     from daqe_tf.routing.pictures import defocus_image, exit_overlay
 
-    model = load_model("daqe_tf/weights/daqe_cnn_color_c4_cascade.tflite")
+    model = load_model("daqe_tf/weights/daqe_cnn_color_r2_cascade.tflite")
     resaved = _resaved(_textured(144, 160, seed=4), offset=(2, 6))
     result = enhance(resaved.data, model, defocus_map=True)
     assert result.evidence.grid == (6, 2) and result.routing.offset == (2, 6)  # pad = (-grid) % 8

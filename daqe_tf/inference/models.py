@@ -19,7 +19,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # Shipped defaults, by image kind: the model with the best measured quality per MAC on the
 # evaluation sets (docs); each also ships as <stem>.tflite (+ .tflite.json) for LiteRT, the
 # runtime ``load_model()`` picks for them when it is installed.
-DEFAULT_MODELS = {"color": "daqe_cnn_color_c4_cascade.keras", "gray": "daqe_cnn_gray_g3_cascade.keras"}
+DEFAULT_MODELS = {"color": "daqe_cnn_color_r2_cascade.keras", "gray": "daqe_cnn_gray_g3_cascade.keras"}
 INSTALL_HINT = "pip install daqe-tf (LiteRT) or daqe-tf[tf] (TensorFlow/Keras)"
 
 class ModelFileError(OSError):
