@@ -204,7 +204,7 @@ def plot_curves(rows, seconds: dict, path: Path) -> None:
 HELDOUT_QUALITIES = (10, 20, 30, 40)
 
 
-def heldout_table(rows, common: list[str]) -> str:
+def heldout_table(names: list[str], common: list[str], out: Path) -> str:
     """PSNR gain over JPEG of each run's final model on the whole validation images, deepest exit, QF 10-40."""
     from daqe_tf.evaluation import evaluate_folder
     from daqe_tf.inference.models import load_model
@@ -217,8 +217,8 @@ def heldout_table(rows, common: list[str]) -> str:
     space = "y" if grayscale else "rgb"
     jpeg = evaluate_folder(val_data, HELDOUT_QUALITIES, on=space, grayscale=grayscale, progress=False, root=root)
     lines = ["| recipe | " + " | ".join(f"QF{q}" for q in HELDOUT_QUALITIES) + " | mean |", "|" + "---|" * (2 + len(HELDOUT_QUALITIES))]
-    for name, _, vals in rows:
-        model = load_model(Path(vals[0]["run_dir"]) / "final.keras")
+    for name in names:
+        model = load_model(out / name / "final.keras")
 
         def deepest_exit(decoded, data, model=model):
             return enhance(data, model, exit_index=model.num_exits - 1).pixels
@@ -281,7 +281,7 @@ def main(argv=None) -> int:
         if not finished_validations(run_dir):
             print(f"== {name}: training {steps} steps", flush=True)
             subprocess.run(command(name, run_dir, steps, args.model_config, common, args.evals), check=True)
-        vals = [{**v, "run_dir": str(run_dir)} for v in finished_validations(run_dir)]
+        vals = finished_validations(run_dir)
         if not vals:
             raise SystemExit(f"{run_dir}: the run ended without a final validation")
         rows.append((name, recipe_flags(name), vals))
@@ -295,7 +295,7 @@ def main(argv=None) -> int:
         print(table(rows))
     if args.heldout:
         print("\nFinal models, deepest exit through daqe_tf.enhance, PSNR gain over JPEG on the whole validation images (dB)")
-        print(heldout_table(rows, common))
+        print(heldout_table(names, common, args.out))
     return 0
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from daqe_tf.jpeg.qmap import qmap_from_tables
 from daqe_tf.jpeg.simulate import compress
-from tests.helpers import natural_image, tiny_model
+from tests.helpers import natural_image, open_layer_scales, tiny_model
 
 TILE = 32
 DAQE_TINY = dict(
@@ -41,9 +41,7 @@ def build_case(case: str):
     block = {"daqe_naf": "naf", "daqe_inverted": "inverted"}.get(case, "residual")
     model = build_model("daqe", 3, texture="transformer" if case == "daqe_transformer" else "cnn", block=block, **DAQE_TINY)
     rng = np.random.default_rng(3)
-    for weight in model.weights:
-        if block == "naf" and weight.path.rsplit("/", 1)[-1] in ("beta", "gamma") and "norm" not in weight.path:
-            weight.assign(rng.normal(0, 0.5, weight.shape).astype("float32"))
+    open_layer_scales(model, lambda shape: rng.normal(0, 0.5, shape))
     for head in model.heads:
         head.kernel.assign(rng.normal(0, 0.1, head.kernel.shape).astype("float32"))
     if case == "daqe_cnn":

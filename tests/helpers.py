@@ -103,3 +103,14 @@ def markdown_table(lines, header_start: str) -> list[list[str]]:
             break
         rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]])
     return rows
+
+
+def open_layer_scales(model, values) -> None:
+    """Set every NAFBlock's layer scales (``beta``, ``gamma``; zero at start, which hides the block's
+    other weights) to ``values(shape)``; layer norms' own beta/gamma are left alone."""
+    from daqe_tf.layers.blocks import NAFBlock
+
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, NAFBlock):
+            for scale in (layer.beta, layer.gamma):
+                scale.assign(np.asarray(values(scale.shape), "float32"))

@@ -8,6 +8,7 @@ import tensorflow as tf
 from daqe_tf.complexity import count_macs, macs_per_pixel
 from daqe_tf.models import DAQENet, build_model
 from daqe_tf.models.daqe.branches import DAQEBranch
+from tests.helpers import open_layer_scales
 from tests.layer_test_helpers import run_layer_test, run_mixed_precision_test, run_model_saving_test
 
 RNG = np.random.default_rng(7)
@@ -105,15 +106,18 @@ def test_exit_depends_on_its_branches_only():
             assert reached == (m <= c), f"exit {c} vs branch {m}"
 
 
-@pytest.mark.parametrize("texture", TEXTURES)
-def test_deep_supervision_reaches_every_enhancement_weight(texture):
-    model = _model(texture)
+def _assert_deep_supervision_reaches_every_enhancement_weight(model):
     inputs = _inputs(batch=3)
     variables = [v for v in model.trainable_variables if "defocus_head" not in v.path]
     with tf.GradientTape() as tape:
         loss = sum(keras.ops.mean(keras.ops.square(o - inputs["image"])) for o in model(inputs))
     for variable, gradient in zip(variables, tape.gradient(loss, variables)):
         assert gradient is not None and np.abs(np.asarray(gradient)).max() > 0, variable.path
+
+
+@pytest.mark.parametrize("texture", TEXTURES)
+def test_deep_supervision_reaches_every_enhancement_weight(texture):
+    _assert_deep_supervision_reaches_every_enhancement_weight(_model(texture))
 
 
 def test_transformer_texture_looks_across_the_batch_cnn_does_not():
@@ -150,18 +154,11 @@ def test_other_blocks_round_trip_and_every_weight_learns(block, tmp_path):
     """The branches and "cnn" textures are made of the chosen block; `.keras` keeps it; deep supervision
     reaches each block's weights (NAF's zero-initialised layer scales opened first)."""
     model = _model("cnn", block=block)
-    for weight in model.weights:
-        if weight.path.rsplit("/", 1)[-1] in ("beta", "gamma") and "norm" not in weight.path:
-            weight.assign(np.ones(weight.shape, "float32"))
+    open_layer_scales(model, np.ones)
     assert {type(layer).__name__ for layer in model.textures} == {"NAFBlock" if block == "naf" else "InvertedResidualBlock"}
     loaded = run_model_saving_test(model, _inputs(), tmp_path)
     assert loaded.block == block
-    inputs = _inputs(batch=3)
-    variables = [v for v in model.trainable_variables if "defocus_head" not in v.path]
-    with tf.GradientTape() as tape:
-        loss = sum(keras.ops.mean(keras.ops.square(o - inputs["image"])) for o in model(inputs))
-    for variable, gradient in zip(variables, tape.gradient(loss, variables)):
-        assert gradient is not None and np.abs(np.asarray(gradient)).max() > 0, variable.path
+    _assert_deep_supervision_reaches_every_enhancement_weight(model)
 
 
 @pytest.mark.parametrize("texture", TEXTURES)

@@ -110,14 +110,13 @@ def test_heldout_scores_final_models_through_the_enhancer(tmp_path):
     tiny = {"patch_size": 32, "stem_stride": 1, "widths": [4, 4, 8, 8], "encoder_blocks": [1, 1, 1],
             "bottleneck_blocks": [1, 1, 1], "decoder_blocks": [1, 0, 0], "defocus_widths": [4, 4, 4, 4],
             "defocus_blocks": [1, 1, 1, 1]}
-    rows = []
     for name, scale in (("fresh", 0.0), ("moved", 0.05)):
         model = build_model("daqe", 3, **tiny)
         model.heads[-1].bias.assign(np.full(3, scale, "float32"))
         (tmp_path / name).mkdir()
         model.save(tmp_path / name / "final.keras")
-        rows.append((name, {}, [{"run_dir": str(tmp_path / name)}]))
-    text = recipe_sweep.heldout_table(rows, ["--family=daqe", f"--val_data={tmp_path / 'val.txt'}", "--data_root", str(tmp_path)])
+    text = recipe_sweep.heldout_table(["fresh", "moved"], ["--family=daqe", f"--val_data={tmp_path / 'val.txt'}", "--data_root", str(tmp_path)],
+                                      tmp_path)
     fresh, moved = (line for line in text.splitlines() if line.startswith(("| fresh", "| moved")))
     assert fresh == "| fresh | +0.000 | +0.000 | +0.000 | +0.000 | +0.000 |"
     assert all(float(cell) < 0 for cell in moved.split("|")[2:-1])  # a constant offset only costs PSNR
